@@ -1,0 +1,1 @@
+"""Data sets, annotation formats and transforms."""

@@ -1,0 +1,73 @@
+"""Checked image reading and atomic writing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgevision.errors import ImageDecodeError, InputFileError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 BGR.
+
+    Raises:
+        InputFileError: the path does not exist or is not a file.
+        ImageDecodeError: the file is not a decodable image, or is truncated.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputFileError(f"not a file: {path}")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageDecodeError(f"empty file: {path}")
+    if _is_truncated_jpeg(data):
+        raise ImageDecodeError(f"truncated JPEG (no end-of-image marker): {path}")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageDecodeError(f"not a readable image: {path}")
+    return image
+
+
+def _is_truncated_jpeg(data: np.ndarray) -> bool:
+    """A JPEG must end with the EOI marker FF D9 (OpenCV silently decodes a truncated one grey)."""
+    if data.size < 4 or not (data[0] == 0xFF and data[1] == 0xD8):
+        return False
+    tail = data[-64:].tobytes().rstrip(b"\x00\r\n ")
+    return not tail.endswith(b"\xff\xd9")
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
+    """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write a ``(H, W, 3)`` uint8 BGR image atomically; the format follows the suffix."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise InputFileError(f"cannot encode an image as {path.suffix!r}: {path}")
+    with atomic_write(path) as handle:
+        handle.write(encoded.tobytes())

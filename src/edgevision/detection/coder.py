@@ -1,0 +1,33 @@
+"""The SSD centre-size box coder (Liu et al., SSD, Sec. 2.2), with variances 0.1 / 0.2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from edgevision.detection.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+
+
+@dataclass(frozen=True)
+class BoxCoder:
+    """Encodes boxes as offsets from anchors and back.
+
+    ``t_xy = (c_box - c_anchor) / (v_c * wh_anchor)``, ``t_wh = log(wh_box / wh_anchor) / v_s``.
+    """
+
+    center_variance: float = 0.1
+    size_variance: float = 0.2
+
+    def encode(self, boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(A, 4)`` xyxy boxes matched to ``(A, 4)`` cxcywh anchors -> ``(A, 4)`` offsets."""
+        cxcywh = xyxy_to_cxcywh(boxes)
+        t_xy = (cxcywh[:, :2] - anchors[:, :2]) / (self.center_variance * anchors[:, 2:])
+        t_wh = torch.log(cxcywh[:, 2:].clamp(min=1e-6) / anchors[:, 2:]) / self.size_variance
+        return torch.cat([t_xy, t_wh], dim=1)
+
+    def decode(self, offsets: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(..., A, 4)`` offsets on ``(A, 4)`` cxcywh anchors -> ``(..., A, 4)`` xyxy boxes."""
+        xy = anchors[:, :2] + offsets[..., :2] * self.center_variance * anchors[:, 2:]
+        wh = anchors[:, 2:] * torch.exp(offsets[..., 2:] * self.size_variance)
+        return cxcywh_to_xyxy(torch.cat([xy, wh], dim=-1))

@@ -1,0 +1,106 @@
+"""The multibox loss with hard negative mining (SSD Sec. 2.2; FaceBoxes Sec. 3.4), and a dense
+distillation loss for training a student against a teacher detector's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from edgevision.detection.boxes import cxcywh_to_xyxy
+from edgevision.detection.coder import BoxCoder
+from edgevision.detection.matcher import BACKGROUND, AnchorMatcher
+
+
+@dataclass(frozen=True)
+class MultiBoxTargets:
+    """Per-anchor training targets of a batch.
+
+    Attributes:
+        labels: ``(B, A)`` int64, 1 for a face anchor, 0 for background.
+        offsets: ``(B, A, 4)`` encoded offsets of the matched face (zeros on background).
+    """
+
+    labels: torch.Tensor
+    offsets: torch.Tensor
+
+
+def build_targets(
+    gt_boxes: list[torch.Tensor], anchors: torch.Tensor, matcher: AnchorMatcher, coder: BoxCoder
+) -> MultiBoxTargets:
+    """Match each image's ``(G_i, 4)`` xyxy faces to the ``(A, 4)`` cxcywh anchors."""
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    labels, offsets = [], []
+    for boxes in gt_boxes:
+        match = matcher(boxes, anchors_xyxy)
+        positive = match != BACKGROUND
+        matched = boxes[match.clamp(min=0)] if boxes.numel() else anchors_xyxy
+        encoded = coder.encode(matched, anchors)
+        offsets.append(torch.where(positive[:, None], encoded, torch.zeros_like(encoded)))
+        labels.append(positive.long())
+    return MultiBoxTargets(torch.stack(labels), torch.stack(offsets))
+
+
+@dataclass(frozen=True)
+class MultiBoxLoss:
+    """``loc_weight * SmoothL1(positives) + CE(positives + mined negatives)``, both over N positives.
+
+    Attributes:
+        loc_weight: weight of the localisation term (2.0 in FaceBoxes.PyTorch).
+        negatives_per_positive: hard negatives kept per positive (7 in both reference codes; 3 in SSD).
+    """
+
+    loc_weight: float = 2.0
+    negatives_per_positive: int = 7
+
+    def __call__(
+        self, loc: torch.Tensor, conf: torch.Tensor, targets: MultiBoxTargets
+    ) -> dict[str, torch.Tensor]:
+        """``loc`` ``(B, A, 4)`` offsets and ``conf`` ``(B, A, 2)`` logits -> ``{"loc", "conf"}``."""
+        positive = targets.labels > 0
+        num_pos = positive.sum(dim=1, keepdim=True)
+        normaliser = num_pos.sum().clamp(min=1).float()
+        loss_loc = F.smooth_l1_loss(loc[positive], targets.offsets[positive], reduction="sum")
+
+        with torch.no_grad():
+            background_loss = -F.log_softmax(conf, dim=2)[..., 0]
+            background_loss[positive] = 0
+            rank = background_loss.argsort(dim=1, descending=True).argsort(dim=1)
+            num_neg = (self.negatives_per_positive * num_pos).clamp(max=positive.shape[1] - 1)
+            negative = rank < num_neg
+        selected = positive | negative
+        loss_conf = F.cross_entropy(conf[selected], targets.labels[selected], reduction="sum")
+        return {"loc": self.loc_weight * loss_loc / normaliser, "conf": loss_conf / normaliser}
+
+
+@dataclass(frozen=True)
+class DistillationLoss:
+    """Dense distillation from a teacher detector with the same anchors.
+
+    The class term is the KL divergence between teacher and student softmax on every anchor; the
+    box term regresses the student's offsets onto the teacher's where the teacher sees a face with
+    probability above ``box_threshold``. Both are normalised by the number of ground-truth positives,
+    like :class:`MultiBoxLoss`, so the weights are comparable.
+    """
+
+    conf_weight: float = 1.0
+    loc_weight: float = 1.0
+    box_threshold: float = 0.5
+
+    def __call__(
+        self,
+        loc: torch.Tensor,
+        conf: torch.Tensor,
+        teacher_loc: torch.Tensor,
+        teacher_conf: torch.Tensor,
+        normaliser: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        teacher_prob = F.softmax(teacher_conf, dim=2)
+        kl = F.kl_div(F.log_softmax(conf, dim=2), teacher_prob, reduction="sum")
+        confident = teacher_prob[..., 1] > self.box_threshold
+        box = F.smooth_l1_loss(loc[confident], teacher_loc[confident], reduction="sum")
+        return {
+            "distill_conf": self.conf_weight * kl / normaliser,
+            "distill_loc": self.loc_weight * box / normaliser,
+        }

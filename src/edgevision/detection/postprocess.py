@@ -1,0 +1,45 @@
+"""From raw head outputs to :class:`Detections`: decode, threshold, top-k, NMS, keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import nms
+
+from edgevision.detection.coder import BoxCoder
+from edgevision.detection.detections import Detections
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """The reference test settings of FaceBoxes.PyTorch.
+
+    Attributes:
+        confidence: drop boxes scoring below this (0.05).
+        top_k: keep this many best boxes before NMS (5000).
+        nms_iou: NMS IoU threshold (0.3).
+        keep: keep this many boxes after NMS (750).
+    """
+
+    confidence: float = 0.05
+    top_k: int = 5000
+    nms_iou: float = 0.3
+    keep: int = 750
+
+    def __call__(
+        self,
+        loc: torch.Tensor,
+        scores: torch.Tensor,
+        anchors: torch.Tensor,
+        coder: BoxCoder,
+        scale: float = 1.0,
+    ) -> Detections:
+        """``loc`` ``(A, 4)`` offsets and ``scores`` ``(A,)`` face probabilities on ``(A, 4)``
+        cxcywh anchors of the network input -> detections in original pixels (input / ``scale``)."""
+        candidates = torch.nonzero(scores > self.confidence).flatten()
+        order = scores[candidates].argsort(descending=True)[: self.top_k]
+        candidates = candidates[order]
+        boxes = coder.decode(loc[candidates], anchors[candidates]) / scale
+        kept = nms(boxes, scores[candidates], self.nms_iou)[: self.keep]
+        return Detections(boxes[kept].float().contiguous(), scores[candidates][kept].float().contiguous())

@@ -1,0 +1,35 @@
+"""Errors raised at edgevision's boundaries.
+
+Every public function that takes a path, an image or a name validates it and raises a subclass of
+:class:`EdgeVisionError` with a one-line message; the CLI prints that message and exits with 2.
+"""
+
+from __future__ import annotations
+
+
+class EdgeVisionError(Exception):
+    """Base class of every error edgevision raises on bad input."""
+
+
+class InputFileError(EdgeVisionError):
+    """A path is missing, unreadable, empty, or not of the expected kind (image, video, folder)."""
+
+
+class ImageDecodeError(InputFileError):
+    """A file exists but cannot be decoded as an image (not an image, truncated, corrupt)."""
+
+
+class UnknownModelError(EdgeVisionError):
+    """A model name is not in the registry."""
+
+
+class WeightsError(EdgeVisionError):
+    """A weights file is missing, unreadable, or does not fit the model's architecture."""
+
+
+class ShapeError(EdgeVisionError):
+    """A tensor or array does not have the expected shape."""
+
+
+class DatasetError(EdgeVisionError):
+    """A data set's files are missing or malformed."""

@@ -1,0 +1,109 @@
+"""FaceBoxes: a CPU real-time face detector (Zhang et al., IJCB 2017).
+
+RDCL (Sec. 3.1) shrinks the input 32x in four cheap steps with C.ReLU; MSCL (Sec. 3.2) detects on
+three scales (inception3 at stride 32, conv3_2 at 64, conv4_2 at 128); anchor densification
+(Sec. 3.3) tiles the 32 and 64 px anchors 4x4 and 2x2 per cell. 1,007,330 parameters.
+
+Layer names follow FaceBoxes.PyTorch, so its checkpoints load with ``strict=True`` (see
+:func:`edgevision.models.weights.state_dict_from_file`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgevision.detection.anchors import AnchorLevel, generate_anchors
+from edgevision.detection.coder import BoxCoder
+from edgevision.layers.conv_bn import ConvBNReLU
+from edgevision.layers.crelu import ConvBNCReLU
+from edgevision.layers.inception import FaceBoxesInception
+from edgevision.models._registry import register_model
+
+
+@dataclass(frozen=True)
+class FaceBoxesConfig:
+    """FaceBoxes hyper-parameters; defaults are the paper's."""
+
+    num_classes: int = 2  # face + background (Sec. 3.4)
+    # Anchor sizes and densities per detection layer (Sec. 3.3, Table 1).
+    anchor_levels: tuple[AnchorLevel, ...] = (
+        AnchorLevel(stride=32, sizes=((32, 4), (64, 2), (128, 1))),
+        AnchorLevel(stride=64, sizes=((256, 1),)),
+        AnchorLevel(stride=128, sizes=((512, 1),)),
+    )
+    center_variance: float = 0.1  # SSD coder variances, as in both reference codes
+    size_variance: float = 0.2
+    # Input: BGR pixels minus the per-channel mean (FaceBoxes.PyTorch).
+    mean_bgr: tuple[float, float, float] = field(default=(104.0, 117.0, 123.0))
+
+
+class FaceBoxes(nn.Module):
+    """FaceBoxes network.
+
+    Shape: ``(B, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (B, A, 4)`` offsets and
+    ``conf (B, A, 2)`` logits, ``A = len(self.anchors((H, W)))``.
+    """
+
+    def __init__(self, config: FaceBoxesConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or FaceBoxesConfig()
+        self.coder = BoxCoder(self.config.center_variance, self.config.size_variance)
+        # RDCL: rapidly digested convolutional layers (Sec. 3.1).
+        self.conv1 = ConvBNCReLU(3, 24, kernel_size=7, stride=4)
+        self.conv2 = ConvBNCReLU(48, 64, kernel_size=5, stride=2)
+        # MSCL: multiple scale convolutional layers (Sec. 3.2).
+        self.inception1 = FaceBoxesInception()
+        self.inception2 = FaceBoxesInception()
+        self.inception3 = FaceBoxesInception()
+        self.conv3_1 = ConvBNReLU(128, 128, 1)
+        self.conv3_2 = ConvBNReLU(128, 256, 3, stride=2)
+        self.conv4_1 = ConvBNReLU(256, 128, 1)
+        self.conv4_2 = ConvBNReLU(128, 256, 3, stride=2)
+        source_channels = (128, 256, 256)
+        per_cell = [level.anchors_per_cell for level in self.config.anchor_levels]
+        self.loc = nn.ModuleList(
+            nn.Conv2d(c, k * 4, kernel_size=3, padding=1) for c, k in zip(source_channels, per_cell)
+        )
+        self.conf = nn.ModuleList(
+            nn.Conv2d(c, k * self.config.num_classes, kernel_size=3, padding=1)
+            for c, k in zip(source_channels, per_cell)
+        )
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The three detection sources at strides 32, 64, 128: ``(B, 128|256|256, H/s, W/s)``."""
+        x = F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
+        x = F.max_pool2d(self.conv2(x), kernel_size=3, stride=2, padding=1)
+        x = self.inception3(self.inception2(self.inception1(x)))
+        sources = [x]
+        x = self.conv3_2(self.conv3_1(x))
+        sources.append(x)
+        x = self.conv4_2(self.conv4_1(x))
+        sources.append(x)
+        return sources
+
+    def forward_head(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = sources[0].shape[0]
+        loc = [head(s).permute(0, 2, 3, 1).reshape(batch, -1, 4) for head, s in zip(self.loc, sources)]
+        conf = [
+            head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.config.num_classes)
+            for head, s in zip(self.conf, sources)
+        ]
+        return torch.cat(loc, dim=1), torch.cat(conf, dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+    def anchors(self, image_size: tuple[int, int]) -> torch.Tensor:
+        """``(A, 4)`` cxcywh pixel anchors for an ``(H, W)`` network input."""
+        return generate_anchors(self.config.anchor_levels, image_size)
+
+
+@register_model("faceboxes")
+def faceboxes(**overrides: Any) -> FaceBoxes:
+    """FaceBoxes with :class:`FaceBoxesConfig` fields overridden by keyword."""
+    return FaceBoxes(replace(FaceBoxesConfig(), **overrides))

@@ -1,0 +1,195 @@
+"""Training loop for single-shot anchor detectors (FaceBoxes and its kin).
+
+SGD with momentum and weight decay, warm-up then step schedule, the multibox loss, optional dense
+distillation from a teacher with the same anchors, a checkpoint every epoch (``--resume`` loses at
+most one epoch), a JSON-lines loss log, and data-parallel training over processes started by
+``torchrun`` (gloo on the CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
+from edgevision.detection.matcher import AnchorMatcher
+from edgevision.training.checkpoint import load_checkpoint, save_checkpoint
+from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
+from edgevision.training.schedules import warmup_step_lr
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters; defaults are FaceBoxes.PyTorch's except where noted."""
+
+    out_dir: Path
+    image_size: int = 1024  # paper Sec. 4.1; use less on a CPU
+    batch_size: int = 32
+    epochs: int = 300
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 5.0
+    milestones: tuple[int, ...] = (200, 250)
+    gamma: float = 0.1
+    workers: int = 2
+    seed: int = 0
+    distill_conf_weight: float = 1.0
+    distill_loc_weight: float = 1.0
+    log_every: int = 10
+    extra: dict = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train_detector(
+    model: nn.Module,
+    dataset: FaceTrainingSet,
+    config: TrainConfig,
+    teacher: nn.Module | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train ``model`` on ``dataset``; returns the path of the final weights (state dict only).
+
+    ``config.out_dir`` receives ``last.pth`` (model, optimiser, epoch: for ``resume``),
+    ``log.jsonl`` (losses every ``log_every`` steps and per epoch) and ``final.pth``.
+    """
+    rank, world = _distributed()
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+    torch.manual_seed(config.seed)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    start_epoch = 0
+    last = out_dir / "last.pth"
+    if resume and last.is_file():
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if teacher is not None:
+        teacher.to(device).eval()
+
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed) if world > 1 else None
+    anchors = model.anchors((config.image_size, config.image_size)).to(device)
+    matcher, criterion, distill = (
+        AnchorMatcher(),
+        MultiBoxLoss(),
+        DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
+    )
+    generator = torch.Generator()
+    steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * world))
+    log_path = out_dir / "log.jsonl"
+
+    with Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[losses]}"),
+        TimeRemainingColumn(),
+        disable=rank != 0,
+    ) as progress:
+        task = progress.add_task("train", total=steps_per_epoch, epoch=start_epoch, losses="")
+        for epoch in range(start_epoch, config.epochs):
+            dataset.set_epoch(epoch)
+            generator.manual_seed(config.seed * 100_003 + epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                shuffle=sampler is None,
+                sampler=sampler,
+                num_workers=config.workers,
+                collate_fn=collate_detection,
+                drop_last=True,
+                generator=generator,
+            )
+            progress.reset(task, total=len(loader), epoch=epoch, losses="")
+            net.train()
+            totals: dict[str, float] = {}
+            started = time.time()
+            for step, (images, boxes) in enumerate(loader):
+                lr = warmup_step_lr(
+                    epoch + step / len(loader),
+                    config.lr,
+                    config.warmup_epochs,
+                    config.milestones,
+                    config.gamma,
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = images.to(device)
+                targets = build_targets([b.to(device) for b in boxes], anchors, matcher, model.coder)
+                loc, conf = net(images)
+                losses = criterion(loc, conf, targets)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_loc, teacher_conf = teacher(images)
+                    normaliser = (targets.labels > 0).sum().clamp(min=1).float()
+                    losses |= distill(loc, conf, teacher_loc, teacher_conf, normaliser)
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for name, value in losses.items():
+                    totals[name] = totals.get(name, 0.0) + value.item()
+                summary = " ".join(f"{k}={v / (step + 1):.3f}" for k, v in totals.items())
+                progress.update(task, advance=1, losses=summary)
+                if rank == 0 and (step + 1) % config.log_every == 0:
+                    _append_log(
+                        log_path,
+                        {
+                            "epoch": epoch,
+                            "step": step + 1,
+                            "lr": lr,
+                            **{k: v.item() for k, v in losses.items()},
+                        },
+                    )
+            if rank == 0:
+                means = {k: v / max(len(loader), 1) for k, v in totals.items()}
+                _append_log(log_path, {"epoch": epoch, "epoch_mean": means, "seconds": time.time() - started})
+                save_checkpoint(
+                    last,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                        "config": json.loads(json.dumps(asdict(config), default=str)),
+                    },
+                )
+    final = out_dir / "final.pth"
+    if rank == 0:
+        save_checkpoint(final, model.state_dict())
+    if world > 1:
+        dist.destroy_process_group()
+    return final
+
+
+def _append_log(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
