@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from edgevision.detection.detections import Detections
 from edgevision.errors import EdgeVisionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
@@ -69,6 +72,120 @@ def train(
     )
     final = train_faceboxes_on_widerface(data, config, teacher, max_images, resume)
     typer.echo(f"weights: {final}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+@app.command()
+def detect(
+    paths: Annotated[list[Path], typer.Argument(help="images, folders of images, or videos")],
+    model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
+    weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for annotated images and videos")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="print one JSON line per image/frame")] = False,
+    threshold: Annotated[float, typer.Option(help="minimum score to report")] = 0.5,
+    scale: Annotated[float, typer.Option(help="resize factor applied before the network")] = 1.0,
+) -> None:
+    """Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies."""
+    from edgevision.api import load_detector
+    from edgevision.data.io import read_image, write_image
+    from edgevision.data.media import AtomicVideoWriter, VideoFrames, collect_media, is_video
+    from edgevision.visualize import draw_detections
+
+    if scale <= 0:
+        fail(f"--scale must be positive, got {scale}")
+    media = collect_media(paths)
+    detector = load_detector(model, weights)
+
+    def report(path: Path, detections: Detections, frame: int | None = None) -> None:
+        if json_lines:
+            record = {"path": str(path), **({"frame": frame} if frame is not None else {})}
+            typer.echo(json.dumps({**record, "faces": detections.to_json()}))
+        elif frame is None:
+            typer.echo(f"{path}: {len(detections)} face(s)")
+            for face in detections.to_json():
+                typer.echo(f"  box={face['box']} score={face['score']}")
+
+    with _progress() as progress:
+        for path in progress.track(media, description="images"):
+            if is_video(path):
+                frames = VideoFrames(path)
+                writer = None
+                try:
+                    task = progress.add_task(path.name, total=frames.frame_count or None)
+                    for index, frame in enumerate(frames):
+                        detections = detector.detect(frame, scale).above(threshold)
+                        report(path, detections, index)
+                        if out is not None:
+                            if writer is None:
+                                size = (frame.shape[1], frame.shape[0])
+                                writer = AtomicVideoWriter(out / f"{path.stem}.mp4", frames.fps, size)
+                            writer.write(draw_detections(frame, detections))
+                        progress.advance(task)
+                    progress.remove_task(task)
+                except BaseException:
+                    if writer is not None:
+                        writer.abort()
+                    raise
+                if writer is not None:
+                    writer.commit()
+                continue
+            image = read_image(path)
+            detections = detector.detect(image, scale).above(threshold)
+            report(path, detections)
+            if out is not None:
+                write_image(out / f"{path.stem}.jpg", draw_detections(image, detections))
+
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model with a benchmark's official protocol.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("widerface")
+def eval_widerface(
+    model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
+    weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
+    data: Annotated[Path, typer.Option(help="WIDER FACE root")] = DEFAULT_DATA / "widerface",
+    out: Annotated[Path, typer.Option(help="folder for prediction files, PR curves, results")] = Path(
+        "out/widerface"
+    ),
+    scale: Annotated[float, typer.Option(help="resize factor (1.0: native resolution)")] = 1.0,
+) -> None:
+    """WIDER FACE val easy/medium/hard AP with the official protocol, on the val images present."""
+    from edgevision.api import load_detector
+    from edgevision.data.io import atomic_write
+    from edgevision.evaluation.plots import plot_pr_curves
+    from edgevision.evaluation.widerface_predict import evaluate_prediction_dir, predict_widerface
+
+    detector = load_detector(model, weights)
+    predictions = out / "predictions"
+    with _progress() as progress:
+        keys = predict_widerface(
+            detector, data, predictions, scale, lambda items: progress.track(items, description="WIDER val")
+        )
+    result = evaluate_prediction_dir(predictions, data, keys)
+    plot_pr_curves(result.curves, out / "pr_curves.png", f"{model}, {result.label}", result.ap)
+    summary = {
+        "model": model,
+        "weights": str(weights or "bundled"),
+        "scale": scale,
+        "set": result.label,
+        "ap": result.ap,
+        "faces": result.num_faces,
+    }
+    with atomic_write(out / "results.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    typer.echo(f"{result.label}: " + "  ".join(f"{k} {v:.3f}" for k, v in result.ap.items()))
+    typer.echo(f"prediction files: {predictions}  PR curves: {out / 'pr_curves.png'}")
 
 
 def main() -> None:

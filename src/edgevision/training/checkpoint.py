@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"weights file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a bad file
+    except pickle.UnpicklingError:
+        raise WeightsError(f"not a weights file that loads without running pickled code: {path}") from None
+    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"cannot read weights {path}: {reason}") from None
