@@ -1,0 +1,1 @@
+"""Evaluation protocols (WIDER FACE, FDDB, AP, verification) and their plots."""
