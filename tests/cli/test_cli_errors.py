@@ -1,0 +1,135 @@
+"""Every bad input ends in one line on stderr naming the problem, exit code 2, no output file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgevision.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["edgevision", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    for word in words:
+        assert word in lines[0]
+
+
+def assert_no_output(out: Path) -> None:
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+@pytest.fixture()
+def photo(data_dir: Path) -> Path:
+    return data_dir / "samples" / "astronaut.png"
+
+
+def test_missing_path(monkeypatch, capsys, tmp_path, reference_weights):
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "detect",
+        str(tmp_path / "nope.jpg"),
+        "--weights",
+        str(reference_weights),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert_one_line_error(code, err, "nope.jpg")
+    assert_no_output(tmp_path / "out")
+
+
+def test_non_image_file(monkeypatch, capsys, tmp_path, reference_weights):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "detect",
+        str(text),
+        "--weights",
+        str(reference_weights),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert_one_line_error(code, err, "notes.jpg", "image")
+    assert_no_output(tmp_path / "out")
+
+
+def test_truncated_jpeg(monkeypatch, capsys, tmp_path, data_dir, reference_weights):
+    source = sorted((data_dir / "widerface" / "WIDER_val" / "images").rglob("*.jpg"))[0]
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(source.read_bytes()[:20000])
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        monkeypatch, capsys, "detect", str(truncated), "--weights", str(reference_weights), "--out", str(out)
+    )
+    assert_one_line_error(code, err, "truncated", "cut.jpg")
+    assert_no_output(out)
+
+
+def test_empty_folder(monkeypatch, capsys, tmp_path, reference_weights):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(
+        monkeypatch, capsys, "detect", str(tmp_path / "empty"), "--weights", str(reference_weights)
+    )
+    assert_one_line_error(code, err, "no images", "empty")
+
+
+def test_unknown_model(monkeypatch, capsys, photo):
+    code, _, err = run_cli(monkeypatch, capsys, "detect", str(photo), "--model", "yolo9000")
+    assert_one_line_error(code, err, "yolo9000", "faceboxes")
+
+
+def test_weights_of_wrong_architecture(monkeypatch, capsys, tmp_path, photo):
+    wrong = tmp_path / "resnet.pth"
+    torch.save({"fc.weight": torch.zeros(10, 512)}, wrong)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "detect", str(photo), "--weights", str(wrong), "--out", str(tmp_path / "out")
+    )
+    assert_one_line_error(code, err, "resnet.pth", "does not fit", "faceboxes")
+    assert_no_output(tmp_path / "out")
+
+
+def test_corrupt_weights_file(monkeypatch, capsys, tmp_path, photo, reference_weights):
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(reference_weights.read_bytes()[:100_000])
+    code, _, err = run_cli(monkeypatch, capsys, "detect", str(photo), "--weights", str(cut))
+    assert_one_line_error(code, err, "cut.pth")
+
+
+def test_detect_writes_annotated_image_and_json(monkeypatch, capsys, tmp_path, photo, reference_weights):
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "detect",
+        str(photo),
+        "--weights",
+        str(reference_weights),
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0
+    record = json.loads(stdout.strip().splitlines()[0])
+    assert record["path"] == str(photo)
+    assert len(record["faces"]) == 1  # one astronaut
+    x1, y1, x2, y2 = record["faces"][0]["box"]
+    assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200
+    assert (out / "astronaut.jpg").stat().st_size > 10_000
+    assert [p.name for p in out.iterdir()] == ["astronaut.jpg"]  # no temporary file left

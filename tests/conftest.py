@@ -1,0 +1,29 @@
+"""Shared fixtures. Real data lives outside the project (``EDGEVISION_DATA``, default
+``<repo>/../shared/data``); tests that need it skip, saying why, when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real-data root, or a skip naming the path that was looked for."""
+    root = Path(os.environ.get("EDGEVISION_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set EDGEVISION_DATA to its folder)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def reference_weights(data_dir: Path) -> Path:
+    """The FaceBoxes.PyTorch reference checkpoint (a peer and teacher, not shipped)."""
+    path = data_dir / "weights" / "faceboxes_reference" / "FaceBoxesProd.pth"
+    if not path.is_file():
+        pytest.skip(f"reference FaceBoxes weights not found at {path}")
+    return path
