@@ -48,6 +48,7 @@ def train(
     ] = "200,250",
     workers: int = 2,
     seed: int = 0,
+    log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
     teacher: Annotated[Path | None, typer.Option(help="FaceBoxes weights to distil from")] = None,
     max_images: Annotated[int | None, typer.Option(help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
@@ -68,6 +69,7 @@ def train(
         milestones=tuple(int(m) for m in milestones.split(",") if m),
         workers=workers,
         seed=seed,
+        log_every=log_every,
         extra={"data": str(data), "teacher": str(teacher)},
     )
     final = train_faceboxes_on_widerface(data, config, teacher, max_images, resume)

@@ -54,8 +54,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with open(tmp, mode) as handle:  # a real path in handle.name, for libraries that need one
             yield handle
         os.replace(tmp, path)
     except BaseException:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from edgevision.data.transforms import faceboxes_train_transform
 from edgevision.data.widerface import load_split
 from edgevision.models import create_model
@@ -23,6 +25,7 @@ def train_faceboxes_on_widerface(
     final weights path. ``max_images`` takes the first images only (for quick runs and tests)."""
     split = load_split(data, "train")
     records = split.records[:max_images] if max_images else split.records
+    torch.manual_seed(config.seed)  # the initial weights
     model = create_model("faceboxes")
     dataset = FaceTrainingSet(
         [split.image_path(r) for r in records],

@@ -76,7 +76,6 @@ def train_detector(
         if torch.cuda.is_available()
         else torch.device("cpu")
     )
-    torch.manual_seed(config.seed)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)

@@ -1,0 +1,1 @@
+"""Deployment: exporting networks to ONNX and running them outside PyTorch."""

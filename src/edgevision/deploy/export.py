@@ -1,0 +1,135 @@
+"""Export a detector network to ONNX, and run the file with ONNX Runtime on the CPU.
+
+The exported graph is the network only: ``image (1, 3, H, W)`` float32 mean-subtracted BGR ->
+``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits, with H and W dynamic. Anchors, decoding
+and NMS stay in :class:`edgevision.detection.detector.Detector`, which runs an
+:class:`OnnxDetectorRuntime` exactly as it runs the torch network.
+
+The exporter is ``torch.export``-based (``dynamo=True``): in torch 2.14 it handles the dynamic H/W
+axes (the anchor count comes out as a symbolic expression of them) and gives a smaller graph than
+the TorchScript exporter, which is deprecated there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from edgevision.data.io import atomic_write
+from edgevision.errors import InputFileError, ShapeError
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("loc", "conf")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    input_size: tuple[int, int] = (480, 640),
+    dynamic: bool = True,
+    opset: int = 17,
+) -> Path:
+    """Write ``model`` to the ONNX file ``path`` (atomically) and return the path.
+
+    Args:
+        model: a detector network ``(1, 3, H, W) -> (loc (1, A, 4), conf (1, A, 2))``; it is
+            exported in eval mode and left in the mode it was in.
+        path: the ``.onnx`` file to write; its folder is created.
+        input_size: ``(H, W)`` of the example input that is traced.
+        dynamic: make H and W dynamic axes (named ``height`` and ``width``); else the file only
+            takes ``input_size``.
+        opset: the default-domain ONNX opset of the file.
+
+    Raises:
+        ValueError: ``input_size`` is not two sizes of at least 2 pixels (torch.export
+            specialises sizes 0 and 1), or the exporter could not produce ``opset``.
+    """
+    if len(input_size) != 2 or min(input_size) < 2:
+        raise ValueError(f"input_size must be (H, W) with both >= 2, got {input_size}")
+    device = next(model.parameters(), torch.empty(0)).device
+    example = torch.zeros(1, 3, *input_size, device=device)
+    dynamic_shapes = ({2: torch.export.Dim("height"), 3: torch.export.Dim("width")},) if dynamic else None
+    was_training = model.training
+    model.eval()
+    try:
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    finally:
+        model.train(was_training)
+    proto = program.model_proto
+    # Below opset 18 the exporter converts down, and keeps 18 without raising when it cannot.
+    produced = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+    if produced != opset:
+        raise ValueError(f"the ONNX exporter produced opset {produced}, not the requested {opset}")
+    with atomic_write(path) as handle:
+        # Not onnx.save_model: it needs the handle's file name, and atomic_write's has none.
+        handle.write(proto.SerializeToString())
+    return Path(path)
+
+
+class OnnxDetectorRuntime(nn.Module):
+    """An exported detector network run by ONNX Runtime on the CPU, in place of the torch network.
+
+    It is an ``nn.Module`` without parameters (as torch2trt wraps a TensorRT engine), and takes
+    ``config``, ``coder`` and ``anchors`` from ``network``, the torch network the file was exported
+    from (its weights are not used), so ``Detector(OnnxDetectorRuntime(path, network))`` detects
+    with ONNX Runtime and the usual post-processing.
+
+    Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (1, A, 4)``, ``conf (1, A, 2)``
+    float32, on the input's device.
+
+    Args:
+        path: an ONNX file written by :func:`export_onnx`.
+        network: the torch network the file was exported from, with the same config.
+        intra_op_num_threads: threads per operator; 0 is ONNX Runtime's default (one per
+            physical core).
+
+    Raises:
+        InputFileError: ``path`` is missing or is not an ONNX detector with one input and two
+            outputs.
+    """
+
+    def __init__(self, path: str | Path, network: nn.Module, intra_op_num_threads: int = 0) -> None:
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise InputFileError(f"no such ONNX file: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ORT raises its own exception types for every bad file
+            raise InputFileError(f"not a loadable ONNX model: {path} ({type(error).__name__})") from error
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 2:
+            raise InputFileError(
+                f"expected an ONNX detector with 1 input and 2 outputs (loc, conf), got "
+                f"{len(inputs)} and {len(outputs)}: {path}"
+            )
+        self.input_name = inputs[0].name
+        self.config = network.config
+        self.coder = network.coder
+        self._anchors = network.anchors
+
+    def anchors(self, image_size: tuple[int, int]) -> torch.Tensor:
+        """``(A, 4)`` cxcywh pixel anchors for an ``(H, W)`` network input."""
+        return self._anchors(image_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+            raise ShapeError(f"expected a (1, 3, H, W) input, got {tuple(x.shape)}")
+        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        loc, conf = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(loc).to(x.device), torch.from_numpy(conf).to(x.device)

@@ -1,0 +1,100 @@
+"""ONNX export of FaceBoxes with the reference weights: the file is valid, its H and W are really
+dynamic, and ONNX Runtime reproduces torch eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgevision.data.io import read_image
+from edgevision.data.transforms import to_network_input
+from edgevision.deploy.export import OnnxDetectorRuntime, export_onnx
+from edgevision.detection.detector import Detector
+from edgevision.errors import InputFileError, ShapeError
+from edgevision.models import create_model
+from edgevision.models.faceboxes import FaceBoxes
+from edgevision.models.weights import load_weights
+
+REFERENCE_WEIGHTS = Path("weights/faceboxes_reference/FaceBoxesProd.pth")
+PHOTO = Path("samples/astronaut.png")
+# Not multiples of the 128 px largest stride, and not of each other: A differs per size.
+SIZES = [(480, 640), (333, 517)]
+
+
+@pytest.fixture(scope="module")
+def faceboxes(data_dir: Path) -> FaceBoxes:
+    weights = data_dir / REFERENCE_WEIGHTS
+    if not weights.is_file():
+        pytest.skip(f"reference FaceBoxes weights not found at {weights}")
+    model = create_model("faceboxes")
+    load_weights(model, weights, "faceboxes")
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def photo(data_dir: Path) -> np.ndarray:
+    path = data_dir / PHOTO
+    if not path.is_file():
+        pytest.skip(f"sample photo not found at {path}")
+    return read_image(path)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(faceboxes: FaceBoxes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(faceboxes, tmp_path_factory.mktemp("onnx") / "faceboxes.onnx")
+
+
+def network_input(photo: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    resized = cv2.resize(photo, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return to_network_input(resized, (104.0, 117.0, 123.0))[None]
+
+
+def test_exported_file_passes_the_onnx_checker(onnx_path: Path) -> None:
+    model = onnx.load(onnx_path)
+    onnx.checker.check_model(model, full_check=True)
+    height, width = model.graph.input[0].type.tensor_type.shape.dim[2:]
+    assert (height.dim_param, width.dim_param) == ("height", "width")
+    assert not list(onnx_path.parent.glob(".*.tmp")), "the atomic write left a temporary file"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_onnx_runtime_matches_torch_eager(
+    faceboxes: FaceBoxes, onnx_path: Path, photo: np.ndarray, size: tuple[int, int]
+) -> None:
+    x = network_input(photo, size)
+    with torch.inference_mode():
+        loc, conf = faceboxes(x)
+    onnx_loc, onnx_conf = OnnxDetectorRuntime(onnx_path, faceboxes, intra_op_num_threads=1)(x)
+    assert onnx_loc.shape == (1, len(faceboxes.anchors(size)), 4)
+    torch.testing.assert_close(onnx_loc, loc, rtol=0, atol=1e-4)
+    torch.testing.assert_close(onnx_conf, conf, rtol=0, atol=1e-4)
+
+
+def test_detector_runs_the_onnx_runtime_like_the_torch_network(
+    faceboxes: FaceBoxes, onnx_path: Path, photo: np.ndarray
+) -> None:
+    cpu = torch.device("cpu")
+    expected = Detector(faceboxes, device=cpu).detect(photo)
+    got = Detector(OnnxDetectorRuntime(onnx_path, faceboxes), device=cpu).detect(photo)
+    assert len(got.boxes) == len(expected.boxes) > 0
+    torch.testing.assert_close(got.boxes, expected.boxes, rtol=0, atol=1e-3)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_runtime_rejects_a_batch(faceboxes: FaceBoxes, onnx_path: Path) -> None:
+    with pytest.raises(ShapeError, match=r"\(1, 3, H, W\)"):
+        OnnxDetectorRuntime(onnx_path, faceboxes)(torch.zeros(2, 3, 64, 64))
+
+
+def test_runtime_rejects_a_missing_or_broken_file(faceboxes: FaceBoxes, tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such ONNX file"):
+        OnnxDetectorRuntime(tmp_path / "absent.onnx", faceboxes)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(InputFileError, match="not a loadable ONNX model"):
+        OnnxDetectorRuntime(broken, faceboxes)
