@@ -168,6 +168,6 @@ def faceboxes_train_transform(size: int) -> Compose:
 
 
 def to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 BGR -> ``(3, H, W)`` float32 BGR minus ``mean_bgr``."""
+    """``(H, W, 3)`` uint8 (or float32) BGR -> ``(3, H, W)`` float32 BGR minus ``mean_bgr``."""
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     return tensor - torch.tensor(mean_bgr, dtype=torch.float32)[:, None, None]

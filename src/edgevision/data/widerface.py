@@ -48,11 +48,11 @@ def parse_annotations(path: Path) -> list[WiderFaceRecord]:
     """Parse a ``wider_face_*_bbx_gt.txt`` file."""
     if not path.is_file():
         raise DatasetError(f"WIDER FACE annotation file not found: {path}")
-    lines = path.read_text().split("\n")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
     records: list[WiderFaceRecord] = []
     i = 0
     try:
-        while i < len(lines) and lines[i].strip():
+        while i < len(lines):
             name = lines[i].strip()
             count = int(lines[i + 1])
             rows = [line.split()[:10] for line in lines[i + 2 : i + 2 + max(count, 1)]]

@@ -38,10 +38,8 @@ class Detections:
         return int(self.boxes.shape[0])
 
     def __getitem__(self, index: Any) -> Detections:
-        """Index with an int, a slice, a bool mask or an index tensor; always keeps 2-D boxes."""
-        if isinstance(index, int):
-            index = slice(index, index + 1) if index != -1 else slice(-1, None)
-        return Detections(self.boxes[index], self.scores[index])
+        """Index with an integer, a slice, a bool mask or an index tensor; boxes stay 2-D."""
+        return Detections(self.boxes[index].reshape(-1, 4), self.scores[index].reshape(-1))
 
     def to(self, device: torch.device | str) -> Detections:
         return Detections(self.boxes.to(device), self.scores.to(device))

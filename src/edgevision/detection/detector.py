@@ -55,8 +55,10 @@ class Detector:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
         if scale <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
-        if scale != 1.0:
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        if scale != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does
+            image = cv2.resize(
+                image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR
+            )
         size = (image.shape[0], image.shape[1])
         inputs = to_network_input(image, self.model.config.mean_bgr)[None].to(self.device)
         loc, conf = self.model(inputs)

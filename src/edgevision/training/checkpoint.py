@@ -29,7 +29,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise WeightsError(f"not a weights file that loads without running pickled code: {path}") from None
+        raise WeightsError(f"not a PyTorch weights file (or one that needs pickled code): {path}") from None
     except Exception as error:  # torch raises many kinds for a corrupt or foreign file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"cannot read weights {path}: {reason}") from None

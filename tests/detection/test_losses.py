@@ -1,0 +1,142 @@
+"""MultiBoxLoss and DistillationLoss against hand / numpy computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgevision.detection.boxes import cxcywh_to_xyxy
+from edgevision.detection.coder import BoxCoder
+from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, MultiBoxTargets, build_targets
+from edgevision.detection.matcher import AnchorMatcher
+
+
+def smooth_l1(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1, 0.5 * x * x, x - 0.5)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def reference_multibox(
+    loc: np.ndarray, conf: np.ndarray, labels: np.ndarray, offsets: np.ndarray, ratio: int = 7
+) -> tuple[float, float]:
+    """FaceBoxes.PyTorch's MultiBoxLoss (layers/modules/multibox_loss.py) in float64 numpy:
+    per image, the ``min(ratio * pos, A - 1)`` negatives of highest background loss."""
+    logp = log_softmax(conf.astype(np.float64))
+    loss_loc = loss_conf = 0.0
+    total_pos = 0
+    for b in range(loc.shape[0]):
+        pos = labels[b] > 0
+        total_pos += int(pos.sum())
+        loss_loc += smooth_l1(loc[b][pos].astype(np.float64) - offsets[b][pos]).sum()
+        background = np.where(pos, 0.0, -logp[b, :, 0])
+        num_neg = min(ratio * int(pos.sum()), labels.shape[1] - 1)
+        negatives = np.zeros_like(pos)
+        negatives[np.argsort(-background, kind="stable")[:num_neg]] = True
+        selected = pos | negatives
+        loss_conf += -logp[b][selected, labels[b][selected]].sum()
+    n = max(total_pos, 1)
+    return 2.0 * loss_loc / n, loss_conf / n
+
+
+def test_one_positive_keeps_seven_hardest_negatives_by_hand() -> None:
+    # 10 anchors, anchor 3 is the face. Background logit 0, face logit z: the background loss of a
+    # negative is log(1 + e^z), increasing in z, so the 7 hardest negatives are those of largest z.
+    z = torch.tensor([0.5, -1.0, 2.0, 0.3, -3.0, 1.5, 0.0, -0.5, 1.0, -2.0])
+    conf = torch.stack([torch.zeros(10), z], dim=1)[None]
+    labels = torch.zeros(1, 10, dtype=torch.long)
+    labels[0, 3] = 1
+    offsets = torch.zeros(1, 10, 4)
+    offsets[0, 3] = torch.tensor([0.5, -0.2, 1.0, -2.0])
+    loc = torch.zeros(1, 10, 4)
+    loc[0, 3] = torch.tensor([0.0, 0.0, 3.0, -2.5])
+    loc[0, 0] = torch.tensor([9.0, 9.0, 9.0, 9.0])  # a background anchor's box is never penalised
+
+    losses = MultiBoxLoss()(loc, conf, MultiBoxTargets(labels, offsets))
+
+    # Negatives by z: 2.0 (2), 1.5 (5), 1.0 (8), 0.5 (0), 0.0 (6), -0.5 (7), -1.0 (1) are kept;
+    # -2.0 (9) and -3.0 (4) are not.
+    negatives = [2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0]
+    conf_by_hand = sum(np.log1p(np.exp(v)) for v in negatives) + np.log1p(np.exp(-0.3))
+    # Smooth L1 of (-0.5, 0.2, 2.0, -0.5): 0.125 + 0.02 + 1.5 + 0.125 = 1.77, times loc_weight 2.
+    torch.testing.assert_close(losses["loc"], torch.tensor(3.54))
+    torch.testing.assert_close(losses["conf"], torch.tensor(conf_by_hand, dtype=torch.float32))
+    assert abs(losses["conf"].item() - 8.150521) < 1e-5
+
+
+def test_random_batch_matches_reference_mining() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch, anchors = 3, 60
+    loc = torch.randn(batch, anchors, 4, generator=generator)
+    conf = torch.randn(batch, anchors, 2, generator=generator) * 2
+    labels = torch.zeros(batch, anchors, dtype=torch.long)
+    labels[0, [4, 17]] = 1  # 2 positives -> 14 negatives
+    labels[1, 5:14] = 1  # 9 positives -> 63 clamped to 59: every negative
+    # image 2: no face -> no negative mined either
+    offsets = torch.randn(batch, anchors, 4, generator=generator) * (labels[..., None] > 0)
+    losses = MultiBoxLoss()(loc, conf, MultiBoxTargets(labels, offsets))
+    ref_loc, ref_conf = reference_multibox(loc.numpy(), conf.numpy(), labels.numpy(), offsets.numpy())
+    assert abs(losses["loc"].item() - ref_loc) < 1e-4 * max(1.0, ref_loc)
+    assert abs(losses["conf"].item() - ref_conf) < 1e-4 * max(1.0, ref_conf)
+
+
+def test_no_positive_gives_zero_loss() -> None:
+    conf = torch.randn(2, 8, 2, generator=torch.Generator().manual_seed(3))
+    targets = MultiBoxTargets(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, 4))
+    losses = MultiBoxLoss()(torch.randn(2, 8, 4), conf, targets)
+    assert losses["loc"].item() == 0.0 and losses["conf"].item() == 0.0
+
+
+def test_gradient_flows_only_to_selected_anchors() -> None:
+    conf = torch.tensor([[[0.0, 3.0], [0.0, -3.0], [0.0, 1.0]]], requires_grad=True)
+    loc = torch.zeros(1, 3, 4, requires_grad=True)
+    labels = torch.tensor([[0, 0, 1]])
+    losses = MultiBoxLoss(negatives_per_positive=1)(loc, conf, MultiBoxTargets(labels, torch.ones(1, 3, 4)))
+    sum(losses.values()).backward()
+    assert conf.grad[0, 0].abs().sum() > 0  # the hardest negative
+    assert conf.grad[0, 1].abs().sum() == 0  # the easy negative is not mined
+    assert loc.grad[0, :2].abs().sum() == 0 and loc.grad[0, 2].abs().sum() > 0
+
+
+def test_build_targets() -> None:
+    anchors = torch.tensor([[5.0, 5.0, 10.0, 10.0], [50.0, 50.0, 10.0, 10.0], [5.0, 5.0, 12.0, 12.0]])
+    face = torch.tensor([[0.0, 0.0, 11.0, 11.0]])
+    coder = BoxCoder()
+    targets = build_targets([face, torch.zeros((0, 4))], anchors, AnchorMatcher(), coder)
+    assert targets.labels.tolist() == [[1, 0, 1], [0, 0, 0]]
+    expected = coder.encode(face.expand(3, 4), anchors)
+    torch.testing.assert_close(targets.offsets[0, [0, 2]], expected[[0, 2]])
+    assert targets.offsets[0, 1].abs().sum() == 0 and targets.offsets[1].abs().sum() == 0
+    # Decoding the targets of the positive anchors gives the face back.
+    torch.testing.assert_close(coder.decode(targets.offsets[0, [0, 2]], anchors[[0, 2]]), face.expand(2, 4))
+    assert cxcywh_to_xyxy(anchors).shape == (3, 4)
+
+
+def test_distillation_zero_when_student_equals_teacher() -> None:
+    generator = torch.Generator().manual_seed(1)
+    loc = torch.randn(2, 50, 4, generator=generator)
+    conf = torch.randn(2, 50, 2, generator=generator) * 3
+    losses = DistillationLoss()(loc, conf, loc.clone(), conf.clone(), torch.tensor(4.0))
+    assert abs(losses["distill_conf"].item()) < 1e-6
+    assert losses["distill_loc"].item() == 0.0
+
+
+def test_distillation_against_numpy() -> None:
+    generator = torch.Generator().manual_seed(2)
+    loc, teacher_loc = torch.randn(2, 2, 50, 4, generator=generator)
+    conf, teacher_conf = torch.randn(2, 2, 50, 2, generator=generator) * 2
+    losses = DistillationLoss(conf_weight=0.5, loc_weight=3.0, box_threshold=0.6)(
+        loc, conf, teacher_loc, teacher_conf, torch.tensor(5.0)
+    )
+    log_p = log_softmax(teacher_conf.double().numpy())
+    log_q = log_softmax(conf.double().numpy())
+    kl = (np.exp(log_p) * (log_p - log_q)).sum()
+    confident = np.exp(log_p[..., 1]) > 0.6
+    assert 0 < confident.sum() < confident.size
+    box = smooth_l1(loc.double().numpy()[confident] - teacher_loc.double().numpy()[confident]).sum()
+    assert abs(losses["distill_conf"].item() - 0.5 * kl / 5) < 1e-4
+    assert abs(losses["distill_loc"].item() - 3.0 * box / 5) < 1e-4
