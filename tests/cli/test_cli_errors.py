@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,36 @@ def test_detect_writes_annotated_image_and_json(monkeypatch, capsys, tmp_path, p
     assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200
     assert (out / "astronaut.jpg").stat().st_size > 10_000
     assert [p.name for p in out.iterdir()] == ["astronaut.jpg"]  # no temporary file left
+
+
+def test_detect_on_a_video(monkeypatch, capsys, tmp_path, photo, reference_weights):
+    """Each frame gets a JSON line with its index; the annotated video is written whole."""
+    import cv2
+
+    frame = cv2.resize(cv2.imread(str(photo)), (320, 256))
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (320, 256))
+    for shift in range(3):
+        writer.write(np.roll(frame, 8 * shift, axis=1))
+    writer.release()
+
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "detect",
+        str(video),
+        "--weights",
+        str(reference_weights),
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0
+    records = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert [r["frame"] for r in records] == [0, 1, 2]
+    assert all(len(r["faces"]) == 1 for r in records)
+    boxes = [r["faces"][0]["box"][0] for r in records]
+    assert boxes[1] - boxes[0] == pytest.approx(8, abs=3)  # the face moves with the frame
+    assert [p.name for p in out.iterdir()] == ["clip.mp4"]
+    assert cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3

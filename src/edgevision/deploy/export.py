@@ -74,7 +74,6 @@ def export_onnx(
     if produced != opset:
         raise ValueError(f"the ONNX exporter produced opset {produced}, not the requested {opset}")
     with atomic_write(path) as handle:
-        # Not onnx.save_model: it needs the handle's file name, and atomic_write's has none.
         handle.write(proto.SerializeToString())
     return Path(path)
 
