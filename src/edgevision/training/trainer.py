@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from edgevision.detection.coder import BoxCoder
 from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
 from edgevision.detection.matcher import AnchorMatcher
 from edgevision.training.checkpoint import load_checkpoint, save_checkpoint
@@ -94,11 +95,11 @@ def train_detector(
         teacher.to(device).eval()
 
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed) if world > 1 else None
-    anchors = model.anchors((config.image_size, config.image_size)).to(device)
-    matcher, criterion, distill = (
-        AnchorMatcher(),
-        MultiBoxLoss(),
-        DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
+    objective = DetectionObjective(
+        anchors=model.anchors((config.image_size, config.image_size)).to(device),
+        coder=model.coder,
+        teacher=teacher,
+        distill=DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
     )
     generator = torch.Generator()
     steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * world))
@@ -142,15 +143,7 @@ def train_detector(
                 )
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                images = images.to(device)
-                targets = build_targets([b.to(device) for b in boxes], anchors, matcher, model.coder)
-                loc, conf = net(images)
-                losses = criterion(loc, conf, targets)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_loc, teacher_conf = teacher(images)
-                    normaliser = (targets.labels > 0).sum().clamp(min=1).float()
-                    losses |= distill(loc, conf, teacher_loc, teacher_conf, normaliser)
+                losses = objective(net, images.to(device), [b.to(device) for b in boxes])
                 loss = sum(losses.values())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -172,21 +165,58 @@ def train_detector(
             if rank == 0:
                 means = {k: v / max(len(loader), 1) for k, v in totals.items()}
                 _append_log(log_path, {"epoch": epoch, "epoch_mean": means, "seconds": time.time() - started})
-                save_checkpoint(
-                    last,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "epoch": epoch,
-                        "config": json.loads(json.dumps(asdict(config), default=str)),
-                    },
-                )
+                save_checkpoint(last, _resumable_state(model, optimizer, epoch, config))
     final = out_dir / "final.pth"
     if rank == 0:
         save_checkpoint(final, model.state_dict())
     if world > 1:
         dist.destroy_process_group()
     return final
+
+
+@dataclass
+class DetectionObjective:
+    """The training losses of one batch: multibox on the matched anchors, plus dense distillation
+    when a teacher is given.
+
+    Attributes:
+        anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
+        coder: the box coder the network's offsets use.
+        teacher: a network with the same anchors, or None.
+    """
+
+    anchors: torch.Tensor
+    coder: BoxCoder
+    teacher: nn.Module | None = None
+    distill: DistillationLoss = field(default_factory=DistillationLoss)
+    matcher: AnchorMatcher = field(default_factory=AnchorMatcher)
+    multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
+
+    def __call__(
+        self, net: nn.Module, images: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses."""
+        targets = build_targets(boxes, self.anchors, self.matcher, self.coder)
+        loc, conf = net(images)
+        losses = self.multibox(loc, conf, targets)
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_loc, teacher_conf = self.teacher(images)
+            normaliser = (targets.labels > 0).sum().clamp(min=1).float()
+            losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
+        return losses
+
+
+def _resumable_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig
+) -> dict:
+    """What ``--resume`` needs, in types that load with ``weights_only=True``."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+    }
 
 
 def _append_log(path: Path, record: dict) -> None:
