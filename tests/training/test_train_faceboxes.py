@@ -46,6 +46,7 @@ def test_resume_equals_uninterrupted_run(data_dir, tmp_path):
     assert load_checkpoint(tmp_path / "b" / "last.pth")["epoch"] == 1
     epochs = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if "epoch_mean" in r] == [0, 1]
+    assert (tmp_path / "b" / "losses.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_loss_falls_when_fitting_a_few_images(data_dir, tmp_path, reference_weights):

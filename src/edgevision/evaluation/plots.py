@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgevision.data.io import atomic_write
 from edgevision.errors import ShapeError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -32,10 +37,6 @@ def plot_pr_curves(
 
     from edgevision.evaluation.widerface import voc_ap
 
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ValueError(f"figure format must be one of {FORMATS}, got {path.name!r}")
     figure = Figure(figsize=(5.5, 5.0))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -49,6 +50,37 @@ def plot_pr_curves(
     axes.grid(True, alpha=0.3)
     if curves:
         axes.legend(loc="lower left")
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write a matplotlib figure atomically; the suffix of ``path`` (png, pdf, svg) is the format."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format must be one of {FORMATS}, got {path.name!r}")
     with atomic_write(path, "wb") as handle:
         figure.savefig(handle, format=fmt, dpi=120, bbox_inches="tight")
     return path
+
+
+def plot_loss_curves(log_path: str | Path, path: str | Path) -> Path:
+    """Plot the per-epoch mean of each loss in a training log (``log.jsonl``), stacked, to ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [r for r in map(json.loads, Path(log_path).read_text().splitlines()) if "epoch_mean" in r]
+    figure = Figure(figsize=(6.5, 4.0))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    x = [r["epoch"] for r in epochs]
+    bottom = np.zeros(len(epochs))
+    for name in epochs[0]["epoch_mean"] if epochs else []:
+        values = np.array([r["epoch_mean"].get(name, 0.0) for r in epochs])
+        axes.fill_between(x, bottom, bottom + values, label=name, alpha=0.8, step="mid")
+        bottom += values
+    axes.set(xlabel="epoch", ylabel="loss (stacked)", title="training losses, per-epoch means")
+    axes.grid(True, alpha=0.3)
+    if epochs:
+        axes.legend(loc="upper right")
+    return save_figure(figure, path)

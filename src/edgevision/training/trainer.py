@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from edgevision.detection.coder import BoxCoder
 from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
 from edgevision.detection.matcher import AnchorMatcher
+from edgevision.evaluation.plots import plot_loss_curves
 from edgevision.training.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
 from edgevision.training.schedules import warmup_step_lr
@@ -69,7 +70,8 @@ def train_detector(
     """Train ``model`` on ``dataset``; returns the path of the final weights (state dict only).
 
     ``config.out_dir`` receives ``last.pth`` (model, optimiser, epoch: for ``resume``),
-    ``log.jsonl`` (losses every ``log_every`` steps and per epoch) and ``final.pth``.
+    ``log.jsonl`` (losses every ``log_every`` steps and per epoch), ``losses.png`` (the per-epoch
+    means, redrawn every epoch) and ``final.pth``.
     """
     rank, world = _distributed()
     device = (
@@ -166,6 +168,7 @@ def train_detector(
                 means = {k: v / max(len(loader), 1) for k, v in totals.items()}
                 _append_log(log_path, {"epoch": epoch, "epoch_mean": means, "seconds": time.time() - started})
                 save_checkpoint(last, _resumable_state(model, optimizer, epoch, config))
+                plot_loss_curves(log_path, out_dir / "losses.png")
     final = out_dir / "final.pth"
     if rank == 0:
         save_checkpoint(final, model.state_dict())
