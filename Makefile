@@ -1,5 +1,5 @@
 # edgevision: `make demo` sets up .venv and detects faces on the bundled photo; `make test` runs the suite.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
