@@ -190,6 +190,48 @@ def eval_widerface(
     typer.echo(f"prediction files: {predictions}  PR curves: {out / 'pr_curves.png'}")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets in their official formats.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: Annotated[str, typer.Argument(help="data set (openimages)")],
+    data: Annotated[
+        Path, typer.Option(help="folder with class-descriptions-boxable.csv and *-annotations-bbox.csv")
+    ] = DEFAULT_DATA / "openimages",
+    out: Annotated[Path, typer.Option(help="class-frequency bar chart (.png, .pdf or .svg)")] = Path(
+        "out/openimages_stats.png"
+    ),
+    top: Annotated[int, typer.Option(help="classes drawn in the chart, most frequent first")] = 50,
+) -> None:
+    """Boxes per class and split, and images per class; a class-frequency bar chart."""
+    from rich.table import Table
+
+    from edgevision.data.openimages import class_statistics, plot_class_statistics
+    from edgevision.evaluation.plots import FORMATS
+
+    if dataset != "openimages":
+        fail(f"statistics are available for 'openimages' only, not {dataset!r}")
+    if top < 1:
+        fail(f"--top must be positive, got {top}")
+    if out.suffix.lower().lstrip(".") not in FORMATS:
+        fail(f"--out must end in one of .{', .'.join(FORMATS)}, got {out.name!r}")
+    stats = class_statistics(data)
+    table = Table(title=f"Open Images boxes per class ({data})")
+    for column in ("class", "MID", *stats.splits, "boxes", "images"):
+        table.add_column(column, justify="left" if column in ("class", "MID") else "right")
+    for mid in stats.classes:
+        counts = [f"{stats.boxes[split].get(mid, 0):,}" for split in stats.splits]
+        table.add_row(stats.names[mid], mid, *counts, f"{stats.total(mid):,}", f"{stats.images[mid]:,}")
+    split_totals = [f"{stats.split_total(split):,}" for split in stats.splits]
+    all_boxes = sum(stats.split_total(split) for split in stats.splits)
+    table.add_row("all", "", *split_totals, f"{all_boxes:,}", f"{sum(stats.split_images.values()):,}")
+    Console().print(table)
+    plot_class_statistics(stats, out, f"Open Images V4 boxes per class ({data})", top)
+    typer.echo(f"chart: {out}")
+
+
 def main() -> None:
     """Entry point: runs the app, turning edgevision's errors into one line and exit code 2."""
     try:

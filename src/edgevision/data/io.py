@@ -58,10 +58,17 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
     try:
         with open(tmp, mode) as handle:  # a real path in handle.name, for libraries that need one
             yield handle
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

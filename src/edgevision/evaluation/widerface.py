@@ -49,6 +49,7 @@ import numpy as np
 
 from edgevision.data.io import atomic_write
 from edgevision.errors import DatasetError, InputFileError, ShapeError
+from edgevision.evaluation.ap import voc_ap  # re-exported: widerface.voc_ap stays importable
 
 SUBSETS = ("easy", "medium", "hard")
 GT_FILES = {"face": "wider_face_val.mat", **{name: f"wider_{name}_val.mat" for name in SUBSETS}}
@@ -384,15 +385,3 @@ def _overlaps(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> np.ndarray:
     out = np.zeros(inter.shape)
     np.divide(inter, union, out=out, where=(iw > 0) & (ih > 0))
     return out
-
-
-def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC all-point AP: area under the precision envelope of a ``(T,)`` recall/precision curve.
-
-    NaN precisions are skipped by the envelope (see the module notes: same AP as the references).
-    """
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([0.0], precision, [0.0]))
-    mpre = np.fmax.accumulate(mpre[::-1])[::-1]
-    step = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))

@@ -1,0 +1,107 @@
+"""``edgevision data stats openimages``: the class table and chart, and one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgevision.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["edgevision", *args])
+    monkeypatch.setenv("COLUMNS", "120")  # rich draws the table to this width
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture(scope="module")
+def oid_dir(data_dir: Path) -> Path:
+    folder = data_dir / "openimages"
+    if not (folder / "class-descriptions-boxable.csv").is_file():
+        pytest.skip(f"Open Images metadata not found at {folder}")
+    return folder
+
+
+def test_stats_of_the_real_sample(monkeypatch, capsys, tmp_path: Path, oid_dir: Path) -> None:
+    out = tmp_path / "charts" / "stats.png"
+    code, stdout, _ = run_cli(
+        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(oid_dir), "--out", str(out)
+    )
+    assert code in (0, None)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.count("│") >= 8}
+    assert len(rows) == 13 + 1  # 13 classes and the total (the header is drawn with ┃)
+    assert [cell.strip() for cell in rows["Plate"].split("│")[2:8]] == [
+        "/m/050gv4", "4,814", "58", "207", "5,079", "2,039"
+    ]  # fmt: skip
+    assert [cell.strip() for cell in rows["all"].split("│")[3:7]] == ["35,837", "807", "2,287", "38,931"]
+    assert f"chart: {out}" in stdout
+
+
+def test_missing_folder(monkeypatch, capsys, tmp_path: Path) -> None:
+    out = tmp_path / "stats.png"
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "data",
+        "stats",
+        "openimages",
+        "--data",
+        str(tmp_path / "nope"),
+        "--out",
+        str(out),
+    )
+    assert_one_line_error(code, err, "Open Images folder not found", "nope")
+    assert not out.exists()
+
+
+def test_missing_files(monkeypatch, capsys, tmp_path: Path, oid_dir: Path) -> None:
+    folder = tmp_path / "oid"
+    folder.mkdir()
+    out = tmp_path / "stats.png"
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
+    )
+    assert_one_line_error(code, err, "-annotations-bbox.csv")
+    shutil.copy(oid_dir / "subset-validation-annotations-bbox.csv", folder)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
+    )
+    assert_one_line_error(code, err, "class descriptions not found", "class-descriptions-boxable.csv")
+    (folder / "class-descriptions-boxable.csv").write_text("/m/050gv4,Plate\n")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
+    )
+    assert_one_line_error(code, err, "is not in")
+    assert not out.exists()
+
+
+def test_unknown_dataset(monkeypatch, capsys, tmp_path: Path) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "data", "stats", "coco", "--out", str(tmp_path / "s.png"))
+    assert_one_line_error(code, err, "'openimages' only", "coco")
+
+
+def test_bad_options(monkeypatch, capsys, tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "openimages", "--out", str(tmp_path / "s.jpg")
+    )
+    assert_one_line_error(code, err, "--out", "s.jpg")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "stats", "openimages", "--top", "0")
+    assert_one_line_error(code, err, "--top")
+    assert not list(tmp_path.iterdir())
