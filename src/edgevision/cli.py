@@ -208,8 +208,8 @@ def data_stats(
     """Boxes per class and split, and images per class; a class-frequency bar chart."""
     from rich.table import Table
 
-    from edgevision.data.openimages import class_statistics, plot_class_statistics
-    from edgevision.evaluation.plots import FORMATS
+    from edgevision.data.openimages_stats import class_statistics
+    from edgevision.evaluation.plots import FORMATS, plot_class_statistics
 
     if dataset != "openimages":
         fail(f"statistics are available for 'openimages' only, not {dataset!r}")

@@ -11,27 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgevision.data.coco import from_coco, read_coco_json, to_coco, write_coco_json
 from edgevision.data.openimages import (
     BOX_COLUMNS,
     FLAG_COLUMNS,
     BoxAnnotations,
-    ClassHierarchy,
     ImageLabels,
-    class_statistics,
-    expand_boxes,
-    expand_image_labels,
-    from_coco,
     iter_box_annotations,
     load_class_descriptions,
-    load_hierarchy,
     read_box_annotations,
-    read_coco_json,
     read_image_labels,
-    to_coco,
     to_normalised_boxes,
     to_pixel_boxes,
-    write_coco_json,
 )
+from edgevision.data.openimages_hierarchy import (
+    ClassHierarchy,
+    expand_boxes,
+    expand_image_labels,
+    load_hierarchy,
+)
+from edgevision.data.openimages_stats import class_statistics
 from edgevision.errors import DatasetError
 
 # Rows in the official format, as the V4 files write them (values from the V4 validation set).

@@ -16,14 +16,12 @@ import pytest
 from edgevision.data.openimages import (
     BOX_COLUMNS,
     BoxAnnotations,
-    ClassHierarchy,
     ImageLabels,
     Predictions,
-    expand_boxes,
-    load_hierarchy,
     read_predictions,
     write_predictions,
 )
+from edgevision.data.openimages_hierarchy import ClassHierarchy, expand_boxes, load_hierarchy
 from edgevision.evaluation.openimages import evaluate, evaluate_files, match_image_class
 from edgevision.evaluation.widerface import voc_ap as widerface_voc_ap
 

@@ -3,7 +3,7 @@
 As the challenge's evaluation (TensorFlow Object Detection API:
 ``metrics/oid_challenge_evaluation.py``, ``utils/object_detection_evaluation.py``
 ``OpenImagesDetectionChallengeEvaluator``, ``utils/per_image_evaluation.py``, ``utils/metrics.py``)
-computes it, on ground truth expanded up the class hierarchy (:mod:`edgevision.data.openimages`):
+computes it, on ground truth expanded up the class hierarchy (:mod:`edgevision.data.openimages_hierarchy`):
 
 1. A class is evaluated on an image only if it is *verified* there: a positive or negative
    image-level label, or a box, of that class. Detections of other classes on the image, and
@@ -29,7 +29,7 @@ Where this module differs from the reference, the result is the same except as n
   stably (the later detection first); the reference's order among ties is numpy's unstable
   quicksort, which can vary with the input's size and the CPU, and so can its AP on ties.
 - The reference keeps only scores above -10 (``filter_scores_greater_than(-10)``); so does this one.
-- Hierarchy expansion counts a shared ancestor once (see :mod:`edgevision.data.openimages`); the
+- Hierarchy expansion counts a shared ancestor once (see :mod:`edgevision.data.openimages_hierarchy`); the
   reference's expansion script writes such boxes twice, adding unmatched duplicates.
 - A group-of box whose best matched detection scores <= 0 adds no true positive, as in the
   reference (its running maximum starts at 0).
@@ -46,15 +46,17 @@ import numpy as np
 
 from edgevision.data.openimages import (
     BoxAnnotations,
-    ClassHierarchy,
     ImageLabels,
     Predictions,
-    expand_boxes,
-    expand_image_labels,
-    load_hierarchy,
     read_box_annotations,
     read_image_labels,
     read_predictions,
+)
+from edgevision.data.openimages_hierarchy import (
+    ClassHierarchy,
+    expand_boxes,
+    expand_image_labels,
+    load_hierarchy,
 )
 from edgevision.evaluation.ap import precision_recall, voc_ap
 

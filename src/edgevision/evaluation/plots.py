@@ -1,4 +1,5 @@
-"""Figures of evaluation results (PR curves), drawn with matplotlib's Agg canvas and written atomically."""
+"""Figures of evaluation and data results (PR curves, losses, class frequencies), drawn with
+matplotlib's Agg canvas and written atomically."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import numpy as np
 
 from edgevision.data.io import atomic_write
 from edgevision.errors import ShapeError
+from edgevision.evaluation.ap import voc_ap
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from edgevision.data.openimages_stats import ClassStatistics
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -32,14 +37,7 @@ def plot_pr_curves(
         title: the figure title, e.g. ``"FaceBoxes, WIDER val subset (140 of 3226 images)"``.
         ap: name -> AP for the legend; by default the VOC all-point AP of each curve.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from edgevision.evaluation.widerface import voc_ap
-
-    figure = Figure(figsize=(5.5, 5.0))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = _figure((5.5, 5.0))
     for name, curve in curves.items():
         curve = np.asarray(curve, dtype=np.float64)
         if curve.ndim != 2 or curve.shape[1] != 2:
@@ -51,6 +49,16 @@ def plot_pr_curves(
     if curves:
         axes.legend(loc="lower left")
     return save_figure(figure, path)
+
+
+def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A ``size`` inches figure on the Agg canvas (no display needed) and its one axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
@@ -66,13 +74,8 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
 
 def plot_loss_curves(log_path: str | Path, path: str | Path) -> Path:
     """Plot the per-epoch mean of each loss in a training log (``log.jsonl``), stacked, to ``path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     epochs = [r for r in map(json.loads, Path(log_path).read_text().splitlines()) if "epoch_mean" in r]
-    figure = Figure(figsize=(6.5, 4.0))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = _figure((6.5, 4.0))
     x = [r["epoch"] for r in epochs]
     bottom = np.zeros(len(epochs))
     for name in epochs[0]["epoch_mean"] if epochs else []:
@@ -83,4 +86,34 @@ def plot_loss_curves(log_path: str | Path, path: str | Path) -> Path:
     axes.grid(True, alpha=0.3)
     if epochs:
         axes.legend(loc="upper right")
+    return save_figure(figure, path)
+
+
+def plot_class_statistics(stats: ClassStatistics, path: str | Path, title: str, top: int | None = 50) -> Path:
+    """Draw boxes per class as horizontal bars stacked by split, most frequent on top; return ``path``.
+
+    Args:
+        stats: from :func:`edgevision.data.openimages_stats.class_statistics`.
+        path: the figure file; its suffix (``.png``, ``.pdf``, ``.svg``) sets the format.
+        title: the figure title.
+        top: draw only the ``top`` most frequent classes (all when None); the title says so.
+    """
+    classes = stats.classes if top is None else stats.classes[:top]
+    if len(classes) < len(stats.classes):
+        title = f"{title} (top {len(classes)} of {len(stats.classes)} classes)"
+    figure, axes = _figure((7.5, 1.4 + 0.32 * max(len(classes), 1)))
+    rows = np.arange(len(classes))[::-1]  # most frequent at the top
+    left = np.zeros(len(classes))
+    for split in stats.splits:
+        counts = np.array([stats.boxes[split].get(mid, 0) for mid in classes], dtype=np.float64)
+        axes.barh(rows, counts, left=left, height=0.7, label=split)
+        left += counts
+    for y, total in zip(rows, left):
+        axes.text(total, y, f" {int(total):,}", va="center", fontsize=8)
+    axes.set_yticks(rows, [stats.names[mid] for mid in classes], fontsize=9)
+    axes.set(xlabel="Boxes", title=title)
+    axes.set_xlim(0, max(left.max(initial=0.0) * 1.15, 1.0))
+    axes.grid(True, axis="x", alpha=0.3)
+    if classes:
+        axes.legend(loc="lower right")
     return save_figure(figure, path)
