@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.data.io import atomic_write
+from edgevision.data.io import atomic_write, read_json
 from edgevision.data.openimages import (
     FLAG_COLUMNS,
     BoxAnnotations,
@@ -168,13 +168,7 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     Raises:
         DatasetError: the file is missing or not a JSON object.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"COCO annotation file not found: {path}")
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"COCO annotation file {path} is not JSON: {error}") from None
+    coco = read_json(path, "COCO annotation file")
     if not isinstance(coco, dict):
         raise DatasetError(f"COCO annotation file {path} is not a JSON object")
     return coco

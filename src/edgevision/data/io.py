@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from edgevision.errors import ImageDecodeError, InputFileError
+from edgevision.errors import DatasetError, ImageDecodeError, InputFileError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -63,6 +65,18 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; ``what`` names it in the one-line :class:`DatasetError` (e.g. "COCO
+    annotation file") when it is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{what} {path} is not JSON: {error}") from None
 
 
 def _current_umask() -> int:

@@ -13,7 +13,6 @@ writes the same box twice; here each ancestor counts once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevision.data.io import read_json
 from edgevision.data.openimages import BoxAnnotations, ImageLabels, string_array
 from edgevision.errors import DatasetError
 
@@ -145,14 +145,7 @@ def load_hierarchy(path: str | Path) -> ClassHierarchy:
     Raises:
         DatasetError: the file is missing, not JSON, or not a class tree.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Open Images class hierarchy not found: {path}")
-    try:
-        tree = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"Open Images class hierarchy {path} is not JSON: {error}") from None
-    return ClassHierarchy.from_json(tree)
+    return ClassHierarchy.from_json(read_json(path, "Open Images class hierarchy"))
 
 
 # --- expansion ---------------------------------------------------------------------------------
