@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,12 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgevision.detection.detections import Detections
-from edgevision.errors import EdgeVisionError
+from edgevision.detection.detector import Detector
+from edgevision.errors import ConfigError, EdgeVisionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
 err_console = Console(stderr=True)
-
-DEFAULT_DATA = Path("../shared/data")
 
 
 @app.callback()
@@ -25,32 +26,42 @@ def _root() -> None:
     """edgevision: fast face detection and efficient vision on CPUs and embedded devices."""
 
 
-def fail(message: str) -> None:
-    """Print a one-line error and exit with status 2."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _data_root(given: Path | None, name: str) -> Path:
+    """The data set folder given on the command line, else ``name`` in the default data folder."""
+    from edgevision.data.paths import default_data_dir
+
+    return given if given is not None else default_data_dir() / name
+
+
+def _parse_milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--milestones must be comma-separated epochs, e.g. 200,250; got {text!r}"
+        ) from None
 
 
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="model to train (faceboxes)")],
-    data: Annotated[Path, typer.Option(help="WIDER FACE root")] = DEFAULT_DATA / "widerface",
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root [default: DATA/widerface]")] = None,
     out: Annotated[Path, typer.Option(help="folder for checkpoints and the loss log")] = Path(
         "runs/faceboxes"
     ),
-    image_size: Annotated[int, typer.Option(help="square training input, px (paper: 1024)")] = 1024,
-    batch_size: int = 32,
-    epochs: int = 300,
-    lr: float = 1e-3,
-    warmup_epochs: float = 5.0,
+    image_size: Annotated[int, typer.Option(min=32, help="square training input, px (paper: 1024)")] = 1024,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    epochs: Annotated[int, typer.Option(min=1)] = 300,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 5.0,
     milestones: Annotated[
         str, typer.Option(help="epochs where the lr drops 10x, comma-separated")
     ] = "200,250",
-    workers: int = 2,
+    workers: Annotated[int, typer.Option(min=0, help="data-loading processes")] = 2,
     seed: int = 0,
-    log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
+    log_every: Annotated[int, typer.Option(min=1, help="log the losses every N steps")] = 10,
     teacher: Annotated[Path | None, typer.Option(help="FaceBoxes weights to distil from")] = None,
-    max_images: Annotated[int | None, typer.Option(help="train on the first N images only")] = None,
+    max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
 ) -> None:
     """Train a detector; a checkpoint is written every epoch. Use torchrun for several processes."""
@@ -58,7 +69,8 @@ def train(
     from edgevision.training.trainer import TrainConfig
 
     if model != "faceboxes":
-        fail(f"training is available for 'faceboxes' only, not {model!r}")
+        raise ConfigError(f"training is available for 'faceboxes' only, not {model!r}")
+    data = _data_root(data, "widerface")
     config = TrainConfig(
         out_dir=out,
         image_size=image_size,
@@ -66,11 +78,11 @@ def train(
         epochs=epochs,
         lr=lr,
         warmup_epochs=warmup_epochs,
-        milestones=tuple(int(m) for m in milestones.split(",") if m),
+        milestones=_parse_milestones(milestones),
         workers=workers,
         seed=seed,
         log_every=log_every,
-        extra={"data": str(data), "teacher": str(teacher)},
+        extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
     final = train_faceboxes_on_widerface(data, config, teacher, max_images, resume)
     typer.echo(f"weights: {final}")
@@ -100,12 +112,13 @@ def detect(
     """Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies."""
     from edgevision.api import load_detector
     from edgevision.data.io import read_image, write_image
-    from edgevision.data.media import AtomicVideoWriter, VideoFrames, collect_media, is_video
+    from edgevision.data.media import annotated_output_names, collect_media, is_video
     from edgevision.visualize import draw_detections
 
     if scale <= 0:
-        fail(f"--scale must be positive, got {scale}")
+        raise ConfigError(f"--scale must be positive, got {scale}")
     media = collect_media(paths)
+    outputs = annotated_output_names(media)  # fails on two inputs that would share an output
     detector = load_detector(model, weights)
 
     def report(path: Path, detections: Detections, frame: int | None = None) -> None:
@@ -119,33 +132,54 @@ def detect(
 
     with _progress() as progress:
         for path in progress.track(media, description="images"):
+            target = out / outputs[path] if out is not None else None
             if is_video(path):
-                frames = VideoFrames(path)
-                writer = None
-                try:
-                    task = progress.add_task(path.name, total=frames.frame_count or None)
-                    for index, frame in enumerate(frames):
-                        detections = detector.detect(frame, scale).above(threshold)
-                        report(path, detections, index)
-                        if out is not None:
-                            if writer is None:
-                                size = (frame.shape[1], frame.shape[0])
-                                writer = AtomicVideoWriter(out / f"{path.stem}.mp4", frames.fps, size)
-                            writer.write(draw_detections(frame, detections))
-                        progress.advance(task)
-                    progress.remove_task(task)
-                except BaseException:
-                    if writer is not None:
-                        writer.abort()
-                    raise
-                if writer is not None:
-                    writer.commit()
+                frames, faces = _detect_video(path, detector, threshold, scale, target, report, progress)
+                if not json_lines:
+                    typer.echo(f"{path}: {frames} frame(s), {faces} face(s) in all")
                 continue
             image = read_image(path)
             detections = detector.detect(image, scale).above(threshold)
             report(path, detections)
-            if out is not None:
-                write_image(out / f"{path.stem}.jpg", draw_detections(image, detections))
+            if target is not None:
+                write_image(target, draw_detections(image, detections))
+
+
+def _detect_video(
+    path: Path,
+    detector: Detector,
+    threshold: float,
+    scale: float,
+    target: Path | None,
+    report: Callable[[Path, Detections, int], None],
+    progress: Progress,
+) -> tuple[int, int]:
+    """Detect on every frame of a video, reporting each; write the annotated video to ``target``
+    (all or nothing). Returns the number of frames and of faces."""
+    from edgevision.data.media import AtomicVideoWriter, VideoFrames
+    from edgevision.visualize import draw_detections
+
+    frames = VideoFrames(path)
+    writer, count, faces = None, 0, 0
+    task = progress.add_task(path.name, total=frames.frame_count or None)
+    try:
+        for count, frame in enumerate(frames, start=1):
+            detections = detector.detect(frame, scale).above(threshold)
+            report(path, detections, count - 1)
+            faces += len(detections)
+            if target is not None:
+                if writer is None:
+                    writer = AtomicVideoWriter(target, frames.fps, (frame.shape[1], frame.shape[0]))
+                writer.write(draw_detections(frame, detections))
+            progress.advance(task)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    progress.remove_task(task)
+    if writer is not None:
+        writer.commit()
+    return count, faces
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model with a benchmark's official protocol.")
@@ -156,7 +190,7 @@ app.add_typer(eval_app, name="eval")
 def eval_widerface(
     model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
     weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
-    data: Annotated[Path, typer.Option(help="WIDER FACE root")] = DEFAULT_DATA / "widerface",
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root [default: DATA/widerface]")] = None,
     out: Annotated[Path, typer.Option(help="folder for prediction files, PR curves, results")] = Path(
         "out/widerface"
     ),
@@ -166,22 +200,30 @@ def eval_widerface(
     from edgevision.api import load_detector
     from edgevision.data.io import atomic_write
     from edgevision.evaluation.plots import plot_pr_curves
-    from edgevision.evaluation.widerface_predict import evaluate_prediction_dir, predict_widerface
+    from edgevision.evaluation.widerface_predict import (
+        evaluate_prediction_dir,
+        predict_widerface,
+        widerface_ground_truth,
+    )
 
+    if scale <= 0:
+        raise ConfigError(f"--scale must be positive, got {scale}")
+    data = _data_root(data, "widerface")
+    gt = widerface_ground_truth(data)  # fail before the long run, not after it
     detector = load_detector(model, weights)
     predictions = out / "predictions"
     with _progress() as progress:
         keys = predict_widerface(
             detector, data, predictions, scale, lambda items: progress.track(items, description="WIDER val")
         )
-    result = evaluate_prediction_dir(predictions, data, keys)
+    result = evaluate_prediction_dir(predictions, gt, keys)
     plot_pr_curves(result.curves, out / "pr_curves.png", f"{model}, {result.label}", result.ap)
     summary = {
         "model": model,
         "weights": str(weights or "bundled"),
         "scale": scale,
         "set": result.label,
-        "ap": result.ap,
+        "ap": {k: (None if math.isnan(v) else v) for k, v in result.ap.items()},  # JSON has no NaN
         "faces": result.num_faces,
     }
     with atomic_write(out / "results.json", "w") as handle:
@@ -198,8 +240,9 @@ app.add_typer(data_app, name="data")
 def data_stats(
     dataset: Annotated[str, typer.Argument(help="data set (openimages)")],
     data: Annotated[
-        Path, typer.Option(help="folder with class-descriptions-boxable.csv and *-annotations-bbox.csv")
-    ] = DEFAULT_DATA / "openimages",
+        Path | None,
+        typer.Option(help="folder with the class list and *-annotations-bbox.csv [default: DATA/openimages]"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="class-frequency bar chart (.png, .pdf or .svg)")] = Path(
         "out/openimages_stats.png"
     ),
@@ -212,11 +255,12 @@ def data_stats(
     from edgevision.evaluation.plots import FORMATS, plot_class_statistics
 
     if dataset != "openimages":
-        fail(f"statistics are available for 'openimages' only, not {dataset!r}")
+        raise ConfigError(f"statistics are available for 'openimages' only, not {dataset!r}")
     if top < 1:
-        fail(f"--top must be positive, got {top}")
+        raise ConfigError(f"--top must be positive, got {top}")
     if out.suffix.lower().lstrip(".") not in FORMATS:
-        fail(f"--out must end in one of .{', .'.join(FORMATS)}, got {out.name!r}")
+        raise ConfigError(f"--out must end in one of .{', .'.join(FORMATS)}, got {out.name!r}")
+    data = _data_root(data, "openimages")
     stats = class_statistics(data)
     table = Table(title=f"Open Images boxes per class ({data})")
     for column in ("class", "MID", *stats.splits, "boxes", "images"):

@@ -31,5 +31,9 @@ class ShapeError(EdgeVisionError):
     """A tensor or array does not have the expected shape."""
 
 
+class ConfigError(EdgeVisionError):
+    """An option or parameter is out of its valid range."""
+
+
 class DatasetError(EdgeVisionError):
     """A data set's files are missing or malformed."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgevision.errors import DatasetError, WeightsError
 from edgevision.training.checkpoint import load_checkpoint
 from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface
 from edgevision.training.trainer import TrainConfig
@@ -118,3 +119,34 @@ def test_data_parallel_over_two_processes(data_dir, tmp_path):
     steps = [r["step"] for r in log if "step" in r]
     assert steps == [1, 2]  # 8 images / (2 per process x 2 processes)
     assert load_checkpoint(out / "final.pth")["conf.0.weight"].shape == (42, 128, 3, 3)
+
+
+def test_resume_drops_the_killed_epochs_log_records(data_dir, tmp_path):
+    """A kill mid-epoch leaves that epoch's step records and maybe a cut line; resuming keeps only
+    the checkpointed epochs' records before logging the redone epoch."""
+    root = data_dir / "widerface"
+    torch.set_num_threads(1)
+    train_faceboxes_on_widerface(root, small_config(tmp_path, 1), max_images=8)
+    log = tmp_path / "log.jsonl"
+    with log.open("a") as handle:  # what a kill during epoch 1 leaves behind
+        handle.write(json.dumps({"epoch": 1, "step": 1, "loc": 99.0}) + "\n" + '{"epoch": 1, "st')
+    train_faceboxes_on_widerface(root, small_config(tmp_path, 2), max_images=8, resume=True)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["epoch"], r.get("step")) for r in records] == [
+        (0, 1),
+        (0, 2),
+        (0, None),
+        (1, 1),
+        (1, 2),
+        (1, None),
+    ]
+    assert all(r.get("loc") != 99.0 for r in records)
+
+
+def test_bad_runs_fail_before_training(data_dir, tmp_path):
+    root = data_dir / "widerface"
+    with pytest.raises(WeightsError, match="nothing to resume"):
+        train_faceboxes_on_widerface(root, small_config(tmp_path / "none", 1), max_images=8, resume=True)
+    with pytest.raises(DatasetError, match="no full batch"):
+        train_faceboxes_on_widerface(root, small_config(tmp_path / "few", 1), max_images=3)
+    assert not (tmp_path / "few" / "final.pth").exists()

@@ -31,7 +31,10 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputFileError(f"no such file: {path}")
     if not path.is_file():
         raise InputFileError(f"not a file: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
     if data.size == 0:
         raise ImageDecodeError(f"empty file: {path}")
     if _is_truncated_jpeg(data):
@@ -43,17 +46,22 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _is_truncated_jpeg(data: np.ndarray) -> bool:
-    """A JPEG must end with the EOI marker FF D9 (OpenCV silently decodes a truncated one grey)."""
-    if data.size < 4 or not (data[0] == 0xFF and data[1] == 0xD8):
+    """A JPEG's last scan must be followed by the end-of-image marker FF D9 (OpenCV silently
+    decodes a truncated one, greying the missing part). Data after the marker (camera trailers,
+    motion-photo videos) is allowed."""
+    raw = data.tobytes()
+    if len(raw) < 4 or not raw.startswith(b"\xff\xd8"):
         return False
-    tail = data[-64:].tobytes().rstrip(b"\x00\r\n ")
-    return not tail.endswith(b"\xff\xd9")
+    last_scan = raw.rfind(b"\xff\xda")
+    return last_scan < 0 or raw.find(b"\xff\xd9", last_scan) < 0
 
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
     """Open a temporary file beside ``path``; on success rename it onto ``path``, else delete it."""
     path = Path(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputFileError(f"cannot write into {path.parent}: it is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

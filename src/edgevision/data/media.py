@@ -73,6 +73,8 @@ class AtomicVideoWriter:
         self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            raise InputFileError(f"cannot write a video to {path}")
 
     def write(self, frame: np.ndarray) -> None:
         self.writer.write(frame)
@@ -84,3 +86,18 @@ class AtomicVideoWriter:
     def abort(self) -> None:
         self.writer.release()
         self.tmp.unlink(missing_ok=True)
+
+
+def annotated_output_names(media: Sequence[Path]) -> dict[Path, str]:
+    """The file name each input's annotated copy gets in the output folder: ``<stem>.jpg`` for an
+    image, ``<stem>.mp4`` for a video. Raises :class:`InputFileError` when two inputs would write
+    the same file (e.g. ``a/x.jpg`` and ``b/x.png``), before anything is written."""
+    names: dict[Path, str] = {}
+    taken: dict[str, Path] = {}
+    for path in media:
+        name = f"{path.stem}.mp4" if is_video(path) else f"{path.stem}.jpg"
+        if name in taken and taken[name] != path:
+            raise InputFileError(f"{taken[name]} and {path} would both be written as {name}; rename one")
+        taken[name] = path
+        names[path] = name
+    return names

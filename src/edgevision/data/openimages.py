@@ -140,7 +140,7 @@ def _box_array(boxes: Any) -> np.ndarray:
     return boxes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BoxAnnotations:
     """Box annotations, one row a box, as columns (the internal form of ``*-annotations-bbox.csv``).
 
@@ -277,7 +277,7 @@ class BoxAnnotations:
         return to_pixel_boxes(self.boxes, width, height)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageLabels:
     """Human-verified image-level labels, one row a label (``*-annotations-human-imagelabels*.csv``).
 
@@ -342,7 +342,7 @@ class ImageLabels:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Predictions:
     """Detections in the challenge's submission form, one row a box.
 

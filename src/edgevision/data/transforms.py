@@ -17,7 +17,7 @@ import torch
 from edgevision.detection.boxes import intersection_over_first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Sample:
     """An image and its faces.
 

@@ -18,7 +18,7 @@ from edgevision.errors import DatasetError
 ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WiderFaceRecord:
     """One annotated image.
 

@@ -10,7 +10,7 @@ import torch
 from edgevision.errors import ShapeError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Detections:
     """Detections on one image, sorted by descending score.
 

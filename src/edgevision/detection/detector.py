@@ -13,7 +13,9 @@ from edgevision.data.io import read_image
 from edgevision.data.transforms import to_network_input
 from edgevision.detection.detections import Detections
 from edgevision.detection.postprocess import PostProcess
-from edgevision.errors import ShapeError
+from edgevision.errors import ConfigError, ShapeError
+
+ANCHOR_CACHE_SIZE = 8  # input sizes whose anchors are kept (a video has one; WIDER val has many)
 
 
 def default_device() -> torch.device:
@@ -39,10 +41,12 @@ class Detector:
     def anchors(self, size: tuple[int, int]) -> torch.Tensor:
         """Cached ``(A, 4)`` anchors for an ``(H, W)`` network input."""
         if size not in self._anchors:
+            if len(self._anchors) >= ANCHOR_CACHE_SIZE:  # evict the oldest size
+                self._anchors.pop(next(iter(self._anchors)))
             self._anchors[size] = self.model.anchors(size).to(self.device)
         return self._anchors[size]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def detect(self, image: np.ndarray | str | Path, scale: float = 1.0) -> Detections:
         """Detect faces in an ``(H, W, 3)`` uint8 BGR image (or an image file).
 
@@ -54,7 +58,7 @@ class Detector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
         if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+            raise ConfigError(f"scale must be positive, got {scale}")
         if scale != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does
             image = cv2.resize(
                 image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR

@@ -32,7 +32,7 @@ class AnchorMatcher:
         """
         num_anchors = anchors_xyxy.shape[0]
         if gt_boxes.numel() == 0:
-            return torch.full((num_anchors,), BACKGROUND, dtype=torch.long)
+            return torch.full((num_anchors,), BACKGROUND, dtype=torch.long, device=anchors_xyxy.device)
         iou = pairwise_iou(gt_boxes, anchors_xyxy)  # (G, A)
         best_gt_iou, best_gt = iou.max(dim=0)
         best_anchor_iou, best_anchor = iou.max(dim=1)

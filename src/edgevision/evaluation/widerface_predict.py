@@ -10,6 +10,7 @@ import numpy as np
 from edgevision.data.widerface import load_split
 from edgevision.detection.detector import Detector
 from edgevision.evaluation.widerface import (
+    WiderFaceGroundTruth,
     WiderFaceResult,
     evaluate,
     load_ground_truth,
@@ -38,8 +39,14 @@ def predict_widerface(
     return keys
 
 
-def evaluate_prediction_dir(pred_dir: str | Path, data: str | Path, images: Iterable[str]) -> WiderFaceResult:
-    """Score the prediction files in ``pred_dir`` on ``images``, as the official tool reads them
-    (i.e. with the values as rounded in the files), against ``data/eval_tools/ground_truth``."""
-    gt = load_ground_truth(Path(data) / "eval_tools" / "ground_truth")
+def widerface_ground_truth(data: str | Path) -> WiderFaceGroundTruth:
+    """The val ground truth of the WIDER FACE root ``data`` (``eval_tools/ground_truth``)."""
+    return load_ground_truth(Path(data) / "eval_tools" / "ground_truth")
+
+
+def evaluate_prediction_dir(
+    pred_dir: str | Path, gt: WiderFaceGroundTruth, images: Iterable[str]
+) -> WiderFaceResult:
+    """Score the prediction files in ``pred_dir`` on ``images`` as the official tool reads them,
+    i.e. with the values as rounded in the files."""
     return evaluate(read_prediction_dir(pred_dir), gt, images)

@@ -9,7 +9,6 @@ most one epoch), a JSON-lines loss log, and data-parallel training over processe
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,9 +20,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from edgevision.data.io import atomic_write
 from edgevision.detection.coder import BoxCoder
 from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
 from edgevision.detection.matcher import AnchorMatcher
+from edgevision.errors import DatasetError, WeightsError
 from edgevision.evaluation.plots import plot_loss_curves
 from edgevision.training.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
@@ -32,24 +33,26 @@ from edgevision.training.schedules import warmup_step_lr
 
 @dataclass
 class TrainConfig:
-    """Training hyper-parameters; defaults are FaceBoxes.PyTorch's except where noted."""
+    """Training hyper-parameters. Defaults are FaceBoxes.PyTorch's (which follow the paper,
+    Sec. 4.1: SGD, momentum 0.9, weight decay 5e-4, batch 32, lr 1e-3 for 200 epochs then 10x
+    less), except the warm-up, which is ours."""
 
     out_dir: Path
-    image_size: int = 1024  # paper Sec. 4.1; use less on a CPU
-    batch_size: int = 32
-    epochs: int = 300
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 5.0
-    milestones: tuple[int, ...] = (200, 250)
+    image_size: int = 1024  # square training input (Sec. 4.1); use less on a CPU
+    batch_size: int = 32  # per process
+    epochs: int = 300  # FaceBoxes.PyTorch: 300
+    lr: float = 1e-3  # Sec. 4.1
+    momentum: float = 0.9  # Sec. 4.1
+    weight_decay: float = 5e-4  # Sec. 4.1
+    warmup_epochs: float = 5.0  # ours: linear from lr/10 (FaceBoxes.PyTorch has none)
+    milestones: tuple[int, ...] = (200, 250)  # epochs where lr drops by gamma (FaceBoxes.PyTorch)
     gamma: float = 0.1
-    workers: int = 2
-    seed: int = 0
-    distill_conf_weight: float = 1.0
-    distill_loc_weight: float = 1.0
-    log_every: int = 10
-    extra: dict = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
+    workers: int = 2  # data-loading processes
+    seed: int = 0  # initial weights, shuffling and augmentation
+    distill_conf_weight: float = 1.0  # ours: KL to the teacher's class probabilities
+    distill_loc_weight: float = 1.0  # ours: smooth L1 to the teacher's offsets where it sees a face
+    log_every: int = 10  # steps between log records
+    extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
 
 def _distributed() -> tuple[int, int]:
@@ -74,11 +77,10 @@ def train_detector(
     means, redrawn every epoch) and ``final.pth``.
     """
     rank, world = _distributed()
-    device = (
-        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if torch.cuda.is_available()
-        else torch.device("cpu")
-    )
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
@@ -87,7 +89,9 @@ def train_detector(
     )
     start_epoch = 0
     last = out_dir / "last.pth"
-    if resume and last.is_file():
+    if resume:
+        if not last.is_file():
+            raise WeightsError(f"nothing to resume: {last} does not exist")
         state = load_checkpoint(last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -104,8 +108,14 @@ def train_detector(
         distill=DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
     )
     generator = torch.Generator()
-    steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * world))
+    steps_per_epoch = len(dataset) // (config.batch_size * world)
     log_path = out_dir / "log.jsonl"
+    if len(dataset) < config.batch_size * world:
+        raise DatasetError(
+            f"{len(dataset)} training images make no full batch of {config.batch_size} x {world} process(es)"
+        )
+    if rank == 0:
+        _restart_log(log_path, start_epoch)
 
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -220,6 +230,24 @@ def _resumable_state(
         "epoch": epoch,
         "config": json.loads(json.dumps(asdict(config), default=str)),
     }
+
+
+def _restart_log(path: Path, start_epoch: int) -> None:
+    """Keep the log records of the epochs before ``start_epoch`` (all of them checkpointed), drop
+    the rest: a fresh run starts an empty log, a resumed one loses the killed epoch's steps (and a
+    line cut short by the kill)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("epoch", start_epoch) < start_epoch:
+            kept.append(line + "\n")
+    with atomic_write(path, "w") as handle:
+        handle.writelines(kept)
 
 
 def _append_log(path: Path, record: dict) -> None:
