@@ -18,6 +18,7 @@ DETECTORS = ("faceboxes",)
 
 def load_detector(
     name: str = "faceboxes",
+    *,
     weights: str | Path | None = None,
     postprocess: PostProcess | None = None,
     device: str | torch.device | None = None,

@@ -119,7 +119,7 @@ def detect(
         raise ConfigError(f"--scale must be positive, got {scale}")
     media = collect_media(paths)
     outputs = annotated_output_names(media)  # fails on two inputs that would share an output
-    detector = load_detector(model, weights)
+    detector = load_detector(model, weights=weights)
 
     def report(path: Path, detections: Detections, frame: int | None = None) -> None:
         if json_lines:
@@ -210,7 +210,7 @@ def eval_widerface(
         raise ConfigError(f"--scale must be positive, got {scale}")
     data = _data_root(data, "widerface")
     gt = widerface_ground_truth(data)  # fail before the long run, not after it
-    detector = load_detector(model, weights)
+    detector = load_detector(model, weights=weights)
     predictions = out / "predictions"
     with _progress() as progress:
         keys = predict_widerface(

@@ -162,9 +162,11 @@ class Resize:
         return Sample(image, (sample.boxes * scale).astype(np.float32))
 
 
-def faceboxes_train_transform(size: int) -> Compose:
-    """FaceBoxes' training augmentation for ``size x size`` inputs (1024 in the paper)."""
-    return Compose([RandomSquareCrop(size), ColorJitter(), RandomMirror(), Resize(size)])
+def faceboxes_train_transform(size: int, mean_bgr: Sequence[float]) -> Compose:
+    """FaceBoxes' training augmentation for ``size x size`` inputs (1024 in the paper); images that
+    cannot be cropped are padded with ``mean_bgr``, the network's input mean."""
+    pad = tuple(round(v) for v in mean_bgr)
+    return Compose([RandomSquareCrop(size, pad_value=pad), ColorJitter(), RandomMirror(), Resize(size)])
 
 
 def to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> torch.Tensor:

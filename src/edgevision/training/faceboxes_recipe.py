@@ -30,7 +30,7 @@ def train_faceboxes_on_widerface(
     dataset = FaceTrainingSet(
         [split.image_path(r) for r in records],
         [r.boxes[r.valid] for r in records],
-        faceboxes_train_transform(config.image_size),
+        faceboxes_train_transform(config.image_size, model.config.mean_bgr),
         model.config.mean_bgr,
         seed=config.seed,
     )
