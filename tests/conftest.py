@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import edgevision
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +29,9 @@ def reference_weights(data_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"reference FaceBoxes weights not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_path() -> Path:
+    """The sample photo shipped in the package (one face), so tests need no shared data for it."""
+    return Path(edgevision.__file__).parent / "assets" / "astronaut.png"

@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from edgevision.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["edgevision", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    for word in words:
-        assert word in lines[0]
-
 
 def assert_no_output(out: Path) -> None:
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
 
 
-@pytest.fixture()
-def photo(data_dir: Path) -> Path:
-    return data_dir / "samples" / "astronaut.png"
-
-
-def test_missing_path(monkeypatch, capsys, tmp_path, reference_weights):
+def test_missing_path(run_cli, assert_one_line_error, tmp_path, reference_weights):
     code, _, err = run_cli(
-        monkeypatch,
-        capsys,
         "detect",
         str(tmp_path / "nope.jpg"),
         "--weights",
@@ -54,12 +28,10 @@ def test_missing_path(monkeypatch, capsys, tmp_path, reference_weights):
     assert_no_output(tmp_path / "out")
 
 
-def test_non_image_file(monkeypatch, capsys, tmp_path, reference_weights):
+def test_non_image_file(run_cli, assert_one_line_error, tmp_path, reference_weights):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     code, _, err = run_cli(
-        monkeypatch,
-        capsys,
         "detect",
         str(text),
         "--weights",
@@ -71,55 +43,49 @@ def test_non_image_file(monkeypatch, capsys, tmp_path, reference_weights):
     assert_no_output(tmp_path / "out")
 
 
-def test_truncated_jpeg(monkeypatch, capsys, tmp_path, data_dir, reference_weights):
+def test_truncated_jpeg(run_cli, assert_one_line_error, tmp_path, data_dir, reference_weights):
     source = sorted((data_dir / "widerface" / "WIDER_val" / "images").rglob("*.jpg"))[0]
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(source.read_bytes()[:20000])
     out = tmp_path / "out"
-    code, _, err = run_cli(
-        monkeypatch, capsys, "detect", str(truncated), "--weights", str(reference_weights), "--out", str(out)
-    )
+    code, _, err = run_cli("detect", str(truncated), "--weights", str(reference_weights), "--out", str(out))
     assert_one_line_error(code, err, "truncated", "cut.jpg")
     assert_no_output(out)
 
 
-def test_empty_folder(monkeypatch, capsys, tmp_path, reference_weights):
+def test_empty_folder(run_cli, assert_one_line_error, tmp_path, reference_weights):
     (tmp_path / "empty").mkdir()
-    code, _, err = run_cli(
-        monkeypatch, capsys, "detect", str(tmp_path / "empty"), "--weights", str(reference_weights)
-    )
+    code, _, err = run_cli("detect", str(tmp_path / "empty"), "--weights", str(reference_weights))
     assert_one_line_error(code, err, "no images", "empty")
 
 
-def test_unknown_model(monkeypatch, capsys, photo):
-    code, _, err = run_cli(monkeypatch, capsys, "detect", str(photo), "--model", "yolo9000")
+def test_unknown_model(run_cli, assert_one_line_error, astronaut_path):
+    code, _, err = run_cli("detect", str(astronaut_path), "--model", "yolo9000")
     assert_one_line_error(code, err, "yolo9000", "faceboxes")
 
 
-def test_weights_of_wrong_architecture(monkeypatch, capsys, tmp_path, photo):
+def test_weights_of_wrong_architecture(run_cli, assert_one_line_error, tmp_path, astronaut_path):
     wrong = tmp_path / "resnet.pth"
     torch.save({"fc.weight": torch.zeros(10, 512)}, wrong)
     code, _, err = run_cli(
-        monkeypatch, capsys, "detect", str(photo), "--weights", str(wrong), "--out", str(tmp_path / "out")
+        "detect", str(astronaut_path), "--weights", str(wrong), "--out", str(tmp_path / "out")
     )
     assert_one_line_error(code, err, "resnet.pth", "does not fit", "faceboxes")
     assert_no_output(tmp_path / "out")
 
 
-def test_corrupt_weights_file(monkeypatch, capsys, tmp_path, photo, reference_weights):
+def test_corrupt_weights_file(run_cli, assert_one_line_error, tmp_path, astronaut_path, reference_weights):
     cut = tmp_path / "cut.pth"
     cut.write_bytes(reference_weights.read_bytes()[:100_000])
-    code, _, err = run_cli(monkeypatch, capsys, "detect", str(photo), "--weights", str(cut))
+    code, _, err = run_cli("detect", str(astronaut_path), "--weights", str(cut))
     assert_one_line_error(code, err, "cut.pth")
 
 
-def test_detect_writes_annotated_image_and_json(monkeypatch, capsys, tmp_path, photo, reference_weights):
+def test_detect_writes_annotated_image_and_json(run_cli, tmp_path, astronaut_path, reference_weights):
     out = tmp_path / "out"
     code, stdout, _ = run_cli(
-        monkeypatch,
-        capsys,
         "detect",
-        str(photo),
+        str(astronaut_path),
         "--weights",
         str(reference_weights),
         "--out",
@@ -128,7 +94,7 @@ def test_detect_writes_annotated_image_and_json(monkeypatch, capsys, tmp_path, p
     )
     assert code == 0
     record = json.loads(stdout.strip().splitlines()[0])
-    assert record["path"] == str(photo)
+    assert record["path"] == str(astronaut_path)
     assert len(record["faces"]) == 1  # one astronaut
     x1, y1, x2, y2 = record["faces"][0]["box"]
     assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200
@@ -136,11 +102,28 @@ def test_detect_writes_annotated_image_and_json(monkeypatch, capsys, tmp_path, p
     assert [p.name for p in out.iterdir()] == ["astronaut.jpg"]  # no temporary file left
 
 
-def test_detect_on_a_video(monkeypatch, capsys, tmp_path, photo, reference_weights):
+def test_detect_on_a_folder(run_cli, tmp_path, astronaut_path, reference_weights):
+    """A folder is searched recursively; one JSON line per image, in sorted path order."""
+    folder = tmp_path / "photos"
+    for sub, stem in (("b", "first"), ("a", "second")):  # path order differs from stem order
+        (folder / sub).mkdir(parents=True)
+        shutil.copy(astronaut_path, folder / sub / f"{stem}.png")
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(
+        "detect", str(folder), "--weights", str(reference_weights), "--out", str(out), "--json"
+    )
+    assert code == 0
+    records = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert [r["path"] for r in records] == [str(folder / "a" / "second.png"), str(folder / "b" / "first.png")]
+    assert len(records[0]["faces"]) == 1 and records[1]["faces"] == records[0]["faces"]
+    assert sorted(p.name for p in out.iterdir()) == ["first.jpg", "second.jpg"]
+
+
+def test_detect_on_a_video(run_cli, tmp_path, astronaut_path, reference_weights):
     """Each frame gets a JSON line with its index; the annotated video is written whole."""
     import cv2
 
-    frame = cv2.resize(cv2.imread(str(photo)), (320, 256))
+    frame = cv2.resize(cv2.imread(str(astronaut_path)), (320, 256))
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (320, 256))
     for shift in range(3):
@@ -149,8 +132,6 @@ def test_detect_on_a_video(monkeypatch, capsys, tmp_path, photo, reference_weigh
 
     out = tmp_path / "out"
     code, stdout, _ = run_cli(
-        monkeypatch,
-        capsys,
         "detect",
         str(video),
         "--weights",

@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-from edgevision.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["edgevision", *args])
-    monkeypatch.setenv("COLUMNS", "120")  # rich draws the table to this width
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    for word in words:
-        assert word in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +16,9 @@ def oid_dir(data_dir: Path) -> Path:
     return folder
 
 
-def test_stats_of_the_real_sample(monkeypatch, capsys, tmp_path: Path, oid_dir: Path) -> None:
+def test_stats_of_the_real_sample(run_cli, tmp_path: Path, oid_dir: Path) -> None:
     out = tmp_path / "charts" / "stats.png"
-    code, stdout, _ = run_cli(
-        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(oid_dir), "--out", str(out)
-    )
+    code, stdout, _ = run_cli("data", "stats", "openimages", "--data", str(oid_dir), "--out", str(out))
     assert code in (0, None)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
@@ -54,11 +31,9 @@ def test_stats_of_the_real_sample(monkeypatch, capsys, tmp_path: Path, oid_dir: 
     assert f"chart: {out}" in stdout
 
 
-def test_missing_folder(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_missing_folder(run_cli, assert_one_line_error, tmp_path: Path) -> None:
     out = tmp_path / "stats.png"
     code, _, err = run_cli(
-        monkeypatch,
-        capsys,
         "data",
         "stats",
         "openimages",
@@ -71,37 +46,29 @@ def test_missing_folder(monkeypatch, capsys, tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_missing_files(monkeypatch, capsys, tmp_path: Path, oid_dir: Path) -> None:
+def test_missing_files(run_cli, assert_one_line_error, tmp_path: Path, oid_dir: Path) -> None:
     folder = tmp_path / "oid"
     folder.mkdir()
     out = tmp_path / "stats.png"
-    code, _, err = run_cli(
-        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
-    )
+    code, _, err = run_cli("data", "stats", "openimages", "--data", str(folder), "--out", str(out))
     assert_one_line_error(code, err, "-annotations-bbox.csv")
     shutil.copy(oid_dir / "subset-validation-annotations-bbox.csv", folder)
-    code, _, err = run_cli(
-        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
-    )
+    code, _, err = run_cli("data", "stats", "openimages", "--data", str(folder), "--out", str(out))
     assert_one_line_error(code, err, "class descriptions not found", "class-descriptions-boxable.csv")
     (folder / "class-descriptions-boxable.csv").write_text("/m/050gv4,Plate\n")
-    code, _, err = run_cli(
-        monkeypatch, capsys, "data", "stats", "openimages", "--data", str(folder), "--out", str(out)
-    )
+    code, _, err = run_cli("data", "stats", "openimages", "--data", str(folder), "--out", str(out))
     assert_one_line_error(code, err, "is not in")
     assert not out.exists()
 
 
-def test_unknown_dataset(monkeypatch, capsys, tmp_path: Path) -> None:
-    code, _, err = run_cli(monkeypatch, capsys, "data", "stats", "coco", "--out", str(tmp_path / "s.png"))
+def test_unknown_dataset(run_cli, assert_one_line_error, tmp_path: Path) -> None:
+    code, _, err = run_cli("data", "stats", "coco", "--out", str(tmp_path / "s.png"))
     assert_one_line_error(code, err, "'openimages' only", "coco")
 
 
-def test_bad_options(monkeypatch, capsys, tmp_path: Path) -> None:
-    code, _, err = run_cli(
-        monkeypatch, capsys, "data", "stats", "openimages", "--out", str(tmp_path / "s.jpg")
-    )
+def test_bad_options(run_cli, assert_one_line_error, tmp_path: Path) -> None:
+    code, _, err = run_cli("data", "stats", "openimages", "--out", str(tmp_path / "s.jpg"))
     assert_one_line_error(code, err, "--out", "s.jpg")
-    code, _, err = run_cli(monkeypatch, capsys, "data", "stats", "openimages", "--top", "0")
+    code, _, err = run_cli("data", "stats", "openimages", "--top", "0", "--out", str(tmp_path / "s.png"))
     assert_one_line_error(code, err, "--top")
     assert not list(tmp_path.iterdir())

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgevision.data.transforms import (
+    ColorJitter,
     RandomMirror,
     RandomSquareCrop,
     Resize,
@@ -185,6 +186,34 @@ def test_random_mirror() -> None:
     assert RandomMirror(p=0.0)(sample, np.random.default_rng(0)) is sample
 
 
+def test_color_jitter_keeps_boxes_and_is_seeded() -> None:
+    image = np.random.default_rng(5).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    original = image.copy()
+    jitter = ColorJitter()
+    changed = 0
+    for seed in range(10):
+        out = jitter(Sample(image, FACES), np.random.default_rng(seed))
+        assert out.image.dtype == np.uint8 and out.image.shape == image.shape
+        np.testing.assert_array_equal(out.boxes, FACES)
+        again = jitter(Sample(image, FACES), np.random.default_rng(seed))
+        np.testing.assert_array_equal(out.image, again.image)
+        changed += not np.array_equal(out.image, image)
+    assert changed >= 1
+    np.testing.assert_array_equal(image, original)  # the input is not modified in place
+
+
+def test_brightness_only_jitter_shifts_grey_by_at_most_32() -> None:
+    grey = np.full((8, 8, 3), 128, np.uint8)
+    jitter = ColorJitter(brightness=32.0, contrast=0.0, saturation=0.0, hue=0)
+    shifts = set()
+    for seed in range(10):
+        shift = jitter(Sample(grey, FACES), np.random.default_rng(seed)).image.astype(int) - 128
+        assert (shift == shift[0, 0, 0]).all()  # one shift for every pixel and channel: still grey
+        assert abs(shift[0, 0, 0]) <= 32
+        shifts.add(int(shift[0, 0, 0]))
+    assert len(shifts) > 1
+
+
 def test_resize_scales_boxes() -> None:
     sample = Sample(np.zeros((200, 400, 3), np.uint8), np.array([[40, 20, 120, 100]], dtype=np.float32))
     out = Resize(100, random_interpolation=False)(sample, np.random.default_rng(0))
@@ -195,7 +224,7 @@ def test_resize_scales_boxes() -> None:
 def test_train_transform_is_reproducible_from_its_seed() -> None:
     rng = np.random.default_rng(123)
     image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
-    transform = faceboxes_train_transform(128)
+    transform = faceboxes_train_transform(128, (104.0, 117.0, 123.0))
     first = transform(Sample(image, FACES[:4] * 0.7), np.random.default_rng([7, 0, 3]))
     second = transform(Sample(image, FACES[:4] * 0.7), np.random.default_rng([7, 0, 3]))
     assert first.image.shape == (128, 128, 3)

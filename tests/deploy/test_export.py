@@ -20,28 +20,20 @@ from edgevision.models import create_model
 from edgevision.models.faceboxes import FaceBoxes
 from edgevision.models.weights import load_weights
 
-REFERENCE_WEIGHTS = Path("weights/faceboxes_reference/FaceBoxesProd.pth")
-PHOTO = Path("samples/astronaut.png")
 # Not multiples of the 128 px largest stride, and not of each other: A differs per size.
 SIZES = [(480, 640), (333, 517)]
 
 
 @pytest.fixture(scope="module")
-def faceboxes(data_dir: Path) -> FaceBoxes:
-    weights = data_dir / REFERENCE_WEIGHTS
-    if not weights.is_file():
-        pytest.skip(f"reference FaceBoxes weights not found at {weights}")
+def faceboxes(reference_weights: Path) -> FaceBoxes:
     model = create_model("faceboxes")
-    load_weights(model, weights, "faceboxes")
+    load_weights(model, reference_weights, "faceboxes")
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def photo(data_dir: Path) -> np.ndarray:
-    path = data_dir / PHOTO
-    if not path.is_file():
-        pytest.skip(f"sample photo not found at {path}")
-    return read_image(path)
+def photo(astronaut_path: Path) -> np.ndarray:
+    return read_image(astronaut_path)
 
 
 @pytest.fixture(scope="module")

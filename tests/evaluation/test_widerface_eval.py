@@ -96,8 +96,10 @@ def test_normalisation_uses_only_the_evaluated_images() -> None:
     # although its score would stretch the normalisation range.
     extra = {**HAND_PREDS, "9--X/z": np.array([[0, 0, 5, 5, 100.0]])}
     assert evaluate(extra, gt, images=images).ap == pytest.approx(HAND_AP, abs=1e-9)
-    # Without normalisation every raw score but a4's would pass every threshold: hard AP 3/10.
-    assert evaluate(HAND_PREDS, gt, images=images).ap["hard"] != pytest.approx(3 / 10)
+    # Scores are normalised to [0, 1] over the evaluated images, so an affine change of every raw
+    # score changes no AP. (Unnormalised, scores 3..73 would all pass every threshold in [0, 1).)
+    affine = {key: rows * [1, 1, 1, 1, 7] + [0, 0, 0, 0, 3] for key, rows in HAND_PREDS.items()}
+    assert evaluate(affine, gt, images=images).ap == pytest.approx(HAND_AP, abs=1e-9)
     # Default images = the keys of `predictions`: C and its face drop out.
     result = evaluate(HAND_PREDS, gt)
     assert result.num_images == 2 and result.num_faces["hard"] == 5

@@ -106,11 +106,8 @@ def test_output_shapes_match_anchors() -> None:
 
 
 @pytest.fixture(scope="module")
-def astronaut(data_dir: Path) -> np.ndarray:
-    path = data_dir / "samples" / "astronaut.png"
-    if not path.is_file():
-        pytest.skip(f"sample image not found at {path}")
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+def astronaut(astronaut_path: Path) -> np.ndarray:
+    return cv2.imread(str(astronaut_path), cv2.IMREAD_COLOR)
 
 
 def test_reference_checkpoint_loads_strictly(reference_weights: Path) -> None:
