@@ -30,13 +30,14 @@ from rich.table import Table
 
 from edgevision import load_detector
 from edgevision.data.io import read_image
+from edgevision.data.paths import default_data_dir
 from edgevision.data.transforms import to_network_input
 from edgevision.deploy.export import OnnxDetectorRuntime, export_onnx
 from edgevision.detection.detector import Detector
 from edgevision.errors import EdgeVisionError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("EDGEVISION_DATA", REPO_ROOT.parent / "shared" / "data"))
+DATA_DIR = default_data_dir(REPO_ROOT)
 VGA = (480, 640)  # (H, W)
 # The paper's figure (abstract): 20 FPS on one E5-2660v3 @2.60GHz core at VGA, in Caffe.
 PAPER = ("FaceBoxes (paper)", "Caffe, E5-2660v3", "detect", 1, 50.0, None)
@@ -136,7 +137,7 @@ def main(
         Path | None, typer.Option(help="FaceBoxes weights; default: the bundled ones.")
     ] = None,
     image: Annotated[Path, typer.Option(help="A photo, resized to 640x480.")] = (
-        DATA_DIR / "samples" / "astronaut.png"
+        REPO_ROOT / "src" / "edgevision" / "assets" / "astronaut.png"
     ),
     yunet: Annotated[Path, typer.Option(help="YuNet ONNX file for the peer row (skipped if absent).")] = (
         DATA_DIR / "weights" / "yunet" / "yunet_n_dynamic.onnx"

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 import edgevision
+from edgevision.data.paths import default_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real-data root, or a skip naming the path that was looked for."""
-    root = Path(os.environ.get("EDGEVISION_DATA", REPO_ROOT.parent / "shared" / "data"))
+    root = default_data_dir(REPO_ROOT)
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set EDGEVISION_DATA to its folder)")
     return root
