@@ -19,3 +19,47 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
+
+
+class ConvBNAct(nn.Sequential):
+    """``act(bn(conv(x)))`` with a bias-free conv; ``activation=None`` is linear.
+
+    ``padding`` defaults to ``(kernel_size - 1) // 2`` ("same" for odd kernels at stride 1).
+
+    A ``Sequential`` whose children are named ``0`` (conv), ``1`` (bn), ``2`` (activation), as
+    torchvision's ``Conv2dNormActivation``, so torchvision checkpoints (MobileNetV2) load as they
+    are. ``activation`` is built with ``num_parameters=out_channels`` when it is ``nn.PReLU``
+    (one slope per channel, as MobileFaceNet), else with no arguments.
+
+    Shape: ``(B, C_in, H, W) -> (B, C_out, ceil(H / stride), ceil(W / stride))`` for odd kernels
+    and the default padding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        activation: type[nn.Module] | None = nn.ReLU,
+        padding: int | None = None,
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=(kernel_size - 1) // 2 if padding is None else padding,
+                groups=groups,
+                bias=False,
+            ),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if activation is nn.PReLU:
+            layers.append(nn.PReLU(out_channels))
+        elif activation is not None:
+            layers.append(activation())
+        super().__init__(*layers)
+        self.out_channels = out_channels

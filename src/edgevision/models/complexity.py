@@ -1,0 +1,49 @@
+"""Model size and cost as papers report them: parameters and multiply-adds (MAdds)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as BN statistics excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_madds(model: nn.Module, input_size: tuple[int, int]) -> int:
+    """Multiply-adds of one forward pass on a ``(1, 3, H, W)`` input, ``input_size = (H, W)``.
+
+    Counts ``nn.Conv2d`` (``out_elements * C_in / groups * kH * kW``) and ``nn.Linear``
+    (``in * out`` per row) only, as the MobileNet papers do: bias, BN, activations, additions and
+    pooling are left out (they are a fraction of a percent). The model runs in eval mode, under
+    ``no_grad``, and is left in the mode it was in.
+    """
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def linear_hook(module: nn.Linear, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return total
