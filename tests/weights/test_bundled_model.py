@@ -1,0 +1,42 @@
+"""The model shipped inside the package: it loads by name alone, finds the astronaut, and keeps
+the dev-val AP written in its model card (a regression guard, not a tuning target)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from edgevision import load_detector
+from edgevision.data.io import read_image
+from edgevision.evaluation.widerface_predict import (
+    evaluate_prediction_dir,
+    predict_widerface,
+    widerface_ground_truth,
+)
+from edgevision.weights import WEIGHTS_DIR
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    """The model card, measured with `edgevision eval widerface` (docs/benchmarks.md)."""
+    return json.loads((WEIGHTS_DIR / "faceboxes_widerface.json").read_text())
+
+
+def test_bundled_detector_finds_the_astronaut(astronaut_path):
+    image = read_image(astronaut_path)
+    faces = load_detector("faceboxes", device="cpu").detect(image).above(0.5)
+    assert len(faces) >= 1
+    # Her face, by hand: x 180-270, y 65-175 px.
+    assert box_iou(faces.boxes[:1], torch.tensor([[180.0, 65.0, 270.0, 175.0]])).item() > 0.5
+
+
+@pytest.mark.slow
+def test_bundled_detector_keeps_its_dev_val_ap(card, data_dir, tmp_path):
+    root = data_dir / "widerface"
+    keys = predict_widerface(load_detector("faceboxes", device="cpu"), root, tmp_path / "pred")
+    result = evaluate_prediction_dir(tmp_path / "pred", widerface_ground_truth(root), keys)
+    for subset in ("easy", "medium", "hard"):
+        assert result.ap[subset] == pytest.approx(card["dev_val_ap"][subset], abs=0.002), subset
