@@ -19,6 +19,7 @@ from torch import nn
 
 from edgevision.detection.anchors import AnchorLevel, generate_anchors
 from edgevision.detection.coder import BoxCoder
+from edgevision.detection.heads import apply_heads
 from edgevision.layers.conv_bn import ConvBNReLU
 from edgevision.layers.crelu import ConvBNCReLU
 from edgevision.layers.inception import FaceBoxesInception
@@ -87,13 +88,8 @@ class FaceBoxes(nn.Module):
         return sources
 
     def forward_head(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = sources[0].shape[0]
-        loc = [head(s).permute(0, 2, 3, 1).reshape(batch, -1, 4) for head, s in zip(self.loc, sources)]
-        conf = [
-            head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.config.num_classes)
-            for head, s in zip(self.conf, sources)
-        ]
-        return torch.cat(loc, dim=1), torch.cat(conf, dim=1)
+        """``loc (B, A, 4)`` offsets and ``conf (B, A, num_classes)`` logits from the sources."""
+        return apply_heads(self.loc, self.conf, sources, self.config.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_features(x))

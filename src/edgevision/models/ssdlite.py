@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgevision.detection.heads import apply_heads
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.inverted_residual import make_divisible
 from edgevision.models._registry import register_model
@@ -130,13 +131,8 @@ class SSDLite(nn.Module):
         return sources
 
     def forward_head(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = sources[0].shape[0]
-        loc = [head(s).permute(0, 2, 3, 1).reshape(batch, -1, 4) for head, s in zip(self.loc, sources)]
-        conf = [
-            head(s).permute(0, 2, 3, 1).reshape(batch, -1, self.config.num_classes)
-            for head, s in zip(self.conf, sources)
-        ]
-        return torch.cat(loc, dim=1), torch.cat(conf, dim=1)
+        """``loc (B, A, 4)`` offsets and ``conf (B, A, num_classes)`` logits from the sources."""
+        return apply_heads(self.loc, self.conf, sources, self.config.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_features(x))
