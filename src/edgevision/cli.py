@@ -276,6 +276,39 @@ def data_stats(
     typer.echo(f"chart: {out}")
 
 
+@app.command("models")
+def models_table(
+    repeats: Annotated[int, typer.Option(min=1, help="timed forward passes per model")] = 20,
+) -> None:
+    """Every registered model: parameters, MAdds and CPU latency (1 thread) at its default size."""
+    import torch
+    from rich.table import Table
+
+    from edgevision.models import create_model, list_models
+    from edgevision.models.complexity import count_madds, count_params, median_latency_ms
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = Table(title="edgevision models (latency: torch eager, 1 CPU thread, batch 1)")
+        for column in ("model", "input (HxW)", "parameters", "MAdds", "latency ms"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name in list_models():
+            model = create_model(name).eval()
+            size = model.default_input_size
+            latency = median_latency_ms(model, size, repeats)
+            table.add_row(
+                name,
+                f"{size[0]}x{size[1]}",
+                f"{count_params(model):,}",
+                f"{count_madds(model, size) / 1e6:,.1f}M",
+                f"{latency:.1f}",
+            )
+    finally:
+        torch.set_num_threads(threads)
+    Console().print(table)
+
+
 def main() -> None:
     """Entry point: runs the app, turning edgevision's errors into one line and exit code 2."""
     try:

@@ -47,3 +47,22 @@ def count_madds(model: nn.Module, input_size: tuple[int, int]) -> int:
         for handle in handles:
             handle.remove()
     return total
+
+
+def median_latency_ms(
+    model: nn.Module, input_size: tuple[int, int], repeats: int = 20, warmup: int = 3
+) -> float:
+    """Median wall time in ms of ``model`` on a ``(1, 3, H, W)`` input, in eval mode under
+    ``no_grad``, after ``warmup`` untimed passes (for tables; benchmarks/ has the careful timings)."""
+    import time
+
+    model.eval()
+    x = torch.zeros(1, 3, *input_size, device=next(model.parameters(), torch.empty(0)).device)
+    times = []
+    with torch.no_grad():
+        for run in range(warmup + repeats):
+            start = time.perf_counter()
+            model(x)
+            if run >= warmup:
+                times.append((time.perf_counter() - start) * 1000)
+    return float(torch.tensor(times).median())

@@ -50,6 +50,8 @@ class FaceBoxes(nn.Module):
     ``conf (B, A, 2)`` logits, ``A = len(self.anchors((H, W)))``.
     """
 
+    default_input_size = (480, 640)  # (H, W): VGA, the paper's speed benchmark (Sec. 4.2)
+
     def __init__(self, config: FaceBoxesConfig | None = None) -> None:
         super().__init__()
         self.config = config or FaceBoxesConfig()

@@ -47,6 +47,8 @@ class MobileFaceNet(nn.Module):
     fixed: GDConv spans the whole 7x7 map of a 112x112 input.
     """
 
+    default_input_size = (112, 112)  # (H, W): aligned face crops (Sec. 3)
+
     def __init__(self, config: MobileFaceNetConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MobileFaceNetConfig()

@@ -52,6 +52,8 @@ class MobileNetV2(nn.Module):
     ``(B, num_classes)`` logits. Any ``H, W`` works; 224x224 is the paper's.
     """
 
+    default_input_size = (224, 224)  # (H, W): ImageNet, the paper's Table 4
+
     def __init__(self, config: MobileNetV2Config | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MobileNetV2Config()

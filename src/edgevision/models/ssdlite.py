@@ -85,6 +85,8 @@ class SSDLite(nn.Module):
     the six sources of ``sum(h * w * anchors_per_location)``. 320x320 is the paper's input.
     """
 
+    default_input_size = (320, 320)  # (H, W): the paper's COCO setting (Table 6)
+
     def __init__(self, config: SSDLiteConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or SSDLiteConfig()
