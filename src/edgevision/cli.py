@@ -200,23 +200,17 @@ def eval_widerface(
     from edgevision.api import load_detector
     from edgevision.data.io import atomic_write
     from edgevision.evaluation.plots import plot_pr_curves
-    from edgevision.evaluation.widerface_predict import (
-        evaluate_prediction_dir,
-        predict_widerface,
-        widerface_ground_truth,
-    )
+    from edgevision.evaluation.widerface_predict import run_widerface
 
     if scale <= 0:
         raise ConfigError(f"--scale must be positive, got {scale}")
     data = _data_root(data, "widerface")
-    gt = widerface_ground_truth(data)  # fail before the long run, not after it
     detector = load_detector(model, weights=weights)
     predictions = out / "predictions"
     with _progress() as progress:
-        keys = predict_widerface(
+        result = run_widerface(
             detector, data, predictions, scale, lambda items: progress.track(items, description="WIDER val")
         )
-    result = evaluate_prediction_dir(predictions, gt, keys)
     plot_pr_curves(result.curves, out / "pr_curves.png", f"{model}, {result.label}", result.ap)
     summary = {
         "model": model,

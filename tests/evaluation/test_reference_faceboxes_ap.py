@@ -6,11 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edgevision import load_detector
-from edgevision.evaluation.widerface_predict import (
-    evaluate_prediction_dir,
-    predict_widerface,
-    widerface_ground_truth,
-)
+from edgevision.evaluation.widerface_predict import run_widerface
 
 # FaceBoxes.PyTorch's own test code on these 140 images, official protocol (issue 2).
 REFERENCE_AP = {"easy": 0.947, "medium": 0.894, "hard": 0.777}
@@ -20,8 +16,7 @@ REFERENCE_AP = {"easy": 0.947, "medium": 0.894, "hard": 0.777}
 def test_reference_weights_reproduce_reference_ap(data_dir, reference_weights, tmp_path):
     detector = load_detector("faceboxes", weights=reference_weights, device="cpu")
     root = data_dir / "widerface"
-    keys = predict_widerface(detector, root, tmp_path / "predictions", scale=1.0)
-    result = evaluate_prediction_dir(tmp_path / "predictions", widerface_ground_truth(root), keys)
+    result = run_widerface(detector, root, tmp_path / "predictions", scale=1.0)
 
     assert result.num_images == 140
     assert result.num_faces == {"easy": 345, "medium": 612, "hard": 785}

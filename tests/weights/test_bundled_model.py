@@ -11,11 +11,7 @@ from torchvision.ops import box_iou
 
 from edgevision import load_detector
 from edgevision.data.io import read_image
-from edgevision.evaluation.widerface_predict import (
-    evaluate_prediction_dir,
-    predict_widerface,
-    widerface_ground_truth,
-)
+from edgevision.evaluation.widerface_predict import run_widerface
 from edgevision.weights import WEIGHTS_DIR
 
 
@@ -36,7 +32,6 @@ def test_bundled_detector_finds_the_astronaut(astronaut_path):
 @pytest.mark.slow
 def test_bundled_detector_keeps_its_dev_val_ap(card, data_dir, tmp_path):
     root = data_dir / "widerface"
-    keys = predict_widerface(load_detector("faceboxes", device="cpu"), root, tmp_path / "pred")
-    result = evaluate_prediction_dir(tmp_path / "pred", widerface_ground_truth(root), keys)
+    result = run_widerface(load_detector("faceboxes", device="cpu"), root, tmp_path / "pred")
     for subset in ("easy", "medium", "hard"):
         assert result.ap[subset] == pytest.approx(card["dev_val_ap"][subset], abs=0.002), subset

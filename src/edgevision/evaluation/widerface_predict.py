@@ -50,3 +50,17 @@ def evaluate_prediction_dir(
     """Score the prediction files in ``pred_dir`` on ``images`` as the official tool reads them,
     i.e. with the values as rounded in the files."""
     return evaluate(read_prediction_dir(pred_dir), gt, images)
+
+
+def run_widerface(
+    detector: Detector,
+    data: str | Path,
+    pred_dir: str | Path,
+    scale: float = 1.0,
+    track: Callable[[Iterable], Iterable] = iter,
+) -> WiderFaceResult:
+    """The whole WIDER FACE val run: load the ground truth (so a missing one fails before the long
+    part), detect on every image present, write the official files to ``pred_dir``, score them."""
+    gt = widerface_ground_truth(data)
+    keys = predict_widerface(detector, data, pred_dir, scale, track)
+    return evaluate_prediction_dir(pred_dir, gt, keys)
