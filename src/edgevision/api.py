@@ -9,7 +9,7 @@ import torch
 from edgevision.detection.detector import Detector
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import UnknownModelError
-from edgevision.models import create_model
+from edgevision.models import create_model, list_models
 from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
@@ -28,8 +28,9 @@ def load_detector(
     ``weights`` may be a state dict or a training checkpoint of ours, or a FaceBoxes.PyTorch
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
     """
-    model = create_model(name)  # raises UnknownModelError for an unknown name
     if name not in DETECTORS:
-        raise UnknownModelError(f"{name!r} is not a detector; detectors: {', '.join(DETECTORS)}")
+        known = "; it is a registered model, not a detector" if name in list_models() else ""
+        raise UnknownModelError(f"unknown detector {name!r}{known}; detectors: {', '.join(DETECTORS)}")
+    model = create_model(name)
     load_weights(model, weights if weights is not None else bundled_weights(name), name)
     return Detector(model, postprocess, torch.device(device) if device is not None else None)
