@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,23 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_weights(data_dir: Path) -> Path:
+def shared_weights(data_dir: Path) -> Callable[[str], Path]:
+    """``shared_weights("<folder>/<file>")`` is ``data_dir/weights/<folder>/<file>``, or a skip
+    naming the missing file."""
+
+    def find(relative: str) -> Path:
+        path = data_dir / "weights" / relative
+        if not path.is_file():
+            pytest.skip(f"pretrained weights not found at {path}")
+        return path
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def reference_weights(shared_weights: Callable[[str], Path]) -> Path:
     """The FaceBoxes.PyTorch reference checkpoint (a peer and teacher, not shipped)."""
-    path = data_dir / "weights" / "faceboxes_reference" / "FaceBoxesProd.pth"
-    if not path.is_file():
-        pytest.skip(f"reference FaceBoxes weights not found at {path}")
-    return path
+    return shared_weights("faceboxes_reference/FaceBoxesProd.pth")
 
 
 @pytest.fixture(scope="session")

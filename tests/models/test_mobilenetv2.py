@@ -23,11 +23,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
-def imagenet_weights(data_dir: Path) -> Path:
-    path = data_dir / "weights" / "mobilenet_v2_imagenet" / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        pytest.skip(f"torchvision MobileNetV2 ImageNet weights not found at {path}")
-    return path
+def imagenet_weights(shared_weights) -> Path:
+    return shared_weights("mobilenet_v2_imagenet/mobilenet_v2-b0353104.pth")
 
 
 def _imagenet_input(path: Path) -> torch.Tensor:
