@@ -64,7 +64,6 @@ BOX_COLUMNS = (
     "IsDepiction",
     "IsInside",
 )
-LABEL_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
 PREDICTION_COLUMNS = ("ImageID", "LabelName", "Score", "XMin", "XMax", "YMin", "YMax")
 FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
 # The value a flag takes when its column is absent (the reduced variant): see the module notes.

@@ -24,8 +24,6 @@ from edgevision.data.io import read_json
 from edgevision.data.openimages import BoxAnnotations, ImageLabels, string_array
 from edgevision.errors import DatasetError
 
-HIERARCHY_FILE = "bbox_labels_600_hierarchy.json"
-
 
 @dataclass(frozen=True)
 class ClassHierarchy:
