@@ -24,7 +24,8 @@ class ConvBNReLU(nn.Module):
 class ConvBNAct(nn.Sequential):
     """``act(bn(conv(x)))`` with a bias-free conv; ``activation=None`` is linear.
 
-    ``padding`` defaults to ``(kernel_size - 1) // 2`` ("same" for odd kernels at stride 1).
+    ``padding`` defaults to ``(kernel_size - 1) // 2`` ("same" for odd kernels at stride 1); a
+    rectangular ``(kH, kW)`` kernel needs ``padding`` given.
 
     A ``Sequential`` whose children are named ``0`` (conv), ``1`` (bn), ``2`` (activation), as
     torchvision's ``Conv2dNormActivation``, so torchvision checkpoints (MobileNetV2) load as they
@@ -39,7 +40,7 @@ class ConvBNAct(nn.Sequential):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
+        kernel_size: int | tuple[int, int],
         stride: int = 1,
         groups: int = 1,
         activation: type[nn.Module] | None = nn.ReLU,

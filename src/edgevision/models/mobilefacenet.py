@@ -4,6 +4,10 @@ MobileNetV2's bottlenecks with PReLU (Sec. 3.2), Table 1 walked as data, and a g
 convolution (GDConv, Sec. 3.1) in place of global average pooling: a linear 7x7 depthwise conv
 that weights each position of the 7x7 map differently, then a linear 1x1 conv to a 128-d
 embedding with BN after. 0.99M parameters and 221M MAdds at 112x112 (Sec. 4).
+
+Two smaller variants (Sec. 4.2): MobileFaceNet-M takes 112x96 faces and drops the linear 1x1
+after GDConv (its embedding is GDConv's 512-d output); MobileFaceNet-S further drops the 1x1 conv
+before GDConv (GDConv then spans the 128 channels of the last bottleneck: a 128-d embedding).
 """
 
 from __future__ import annotations
@@ -32,29 +36,35 @@ BOTTLENECK_SETTING: tuple[tuple[int, int, int, int], ...] = (
 class MobileFaceNetConfig:
     """MobileFaceNet hyper-parameters; defaults are the paper's (Table 1)."""
 
-    embedding_size: int = 128  # linear conv1x1 output (Table 1)
+    embedding_size: int | None = 128  # linear conv1x1 after GDConv (Table 1); None: none (-M, -S)
     stem_channels: int = 64  # conv3x3 s2, then depthwise conv3x3 (Table 1)
     bottleneck_setting: tuple[tuple[int, int, int, int], ...] = BOTTLENECK_SETTING
-    last_channels: int = 512  # conv1x1 before GDConv (Table 1)
-    input_size: int = 112  # 112x112 aligned faces; GDConv's 7x7 kernel needs exactly this (Sec. 4)
+    last_channels: int | None = 512  # conv1x1 before GDConv (Table 1); None: none (-S)
+    # (H, W) of the aligned faces: 112x112 (Table 1), 112x96 for -M and -S (Sec. 4.2). GDConv's
+    # kernel is the final map, input / 16, so the network takes this size only.
+    input_size: tuple[int, int] = (112, 112)
+
+
+# The variants of Sec. 4.2 as config overrides.
+MOBILEFACENET_M = MobileFaceNetConfig(input_size=(112, 96), embedding_size=None)
+MOBILEFACENET_S = MobileFaceNetConfig(input_size=(112, 96), embedding_size=None, last_channels=None)
 
 
 class MobileFaceNet(nn.Module):
     """MobileFaceNet embedding network.
 
-    Shape: ``(B, 3, 112, 112)`` float32 aligned face crops -> ``(B, 128)`` embeddings (not
-    L2-normalised; the ArcFace loss and the verification code normalise). The input size is
-    fixed: GDConv spans the whole 7x7 map of a 112x112 input.
+    Shape: ``(B, 3, H, W)`` float32 aligned face crops, ``(H, W) = config.input_size`` ->
+    ``(B, D)`` embeddings, ``D = embedding_size`` (128), or GDConv's channels when there is no
+    final 1x1 (512 for -M, 128 for -S). Not L2-normalised; the ArcFace loss and the verification
+    code normalise. The input size is fixed: GDConv spans the whole final map.
     """
-
-    default_input_size = (112, 112)  # (H, W): aligned face crops (Sec. 3)
 
     def __init__(self, config: MobileFaceNetConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MobileFaceNetConfig()
-        if cfg.input_size % 16:
-            raise ValueError(f"input_size must be a multiple of 16, got {cfg.input_size}")
-        self.fixed_input_size = (cfg.input_size, cfg.input_size)
+        if len(cfg.input_size) != 2 or any(side <= 0 or side % 16 for side in cfg.input_size):
+            raise ValueError(f"input_size must be (H, W), each a multiple of 16, got {cfg.input_size}")
+        self.fixed_input_size = self.default_input_size = tuple(cfg.input_size)
         c = cfg.stem_channels
         layers: list[nn.Module] = [
             ConvBNAct(3, c, 3, stride=2, activation=nn.PReLU),
@@ -66,21 +76,25 @@ class MobileFaceNet(nn.Module):
                     InvertedResidual(c, out, s if i == 0 else 1, expand_ratio=t, activation=nn.PReLU)
                 )
                 c = out
-        layers.append(ConvBNAct(c, cfg.last_channels, 1, activation=nn.PReLU))
+        if cfg.last_channels is not None:
+            layers.append(ConvBNAct(c, cfg.last_channels, 1, activation=nn.PReLU))
+            c = cfg.last_channels
         self.features = nn.Sequential(*layers)
-        final = cfg.input_size // 16
+        final = (cfg.input_size[0] // 16, cfg.input_size[1] // 16)
         # Linear GDConv (Sec. 3.1) and linear 1x1 to the embedding, each followed by BN.
-        self.gdconv = ConvBNAct(
-            cfg.last_channels, cfg.last_channels, final, groups=cfg.last_channels, activation=None, padding=0
+        self.gdconv = ConvBNAct(c, c, final, groups=c, activation=None, padding=0)
+        self.embedding = (
+            nn.Identity()
+            if cfg.embedding_size is None
+            else ConvBNAct(c, cfg.embedding_size, 1, activation=None)
         )
-        self.embedding = ConvBNAct(cfg.last_channels, cfg.embedding_size, 1, activation=None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 512, 7, 7)`` for a 112x112 input."""
+        """``(B, C, H/16, W/16)``: ``(B, 512, 7, 7)`` for MobileFaceNet at 112x112."""
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 512, 7, 7) -> (B, 128)``; the GDConv needs valid (unpadded) 7x7."""
+        """``(B, C, H/16, W/16) -> (B, D)``; the GDConv needs the valid (unpadded) final map."""
         return self.embedding(self.gdconv(x)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,3 +105,15 @@ class MobileFaceNet(nn.Module):
 def mobilefacenet(**overrides: Any) -> MobileFaceNet:
     """MobileFaceNet with :class:`MobileFaceNetConfig` fields overridden by keyword."""
     return MobileFaceNet(replace(MobileFaceNetConfig(), **overrides))
+
+
+@register_model("mobilefacenet_m")
+def mobilefacenet_m(**overrides: Any) -> MobileFaceNet:
+    """MobileFaceNet-M (Sec. 4.2): 112x96 input, no linear 1x1 after GDConv."""
+    return MobileFaceNet(replace(MOBILEFACENET_M, **overrides))
+
+
+@register_model("mobilefacenet_s")
+def mobilefacenet_s(**overrides: Any) -> MobileFaceNet:
+    """MobileFaceNet-S (Sec. 4.2): MobileFaceNet-M without the 1x1 conv before GDConv."""
+    return MobileFaceNet(replace(MOBILEFACENET_S, **overrides))
