@@ -1,17 +1,19 @@
-"""Export a detector network to ONNX, and run the file with ONNX Runtime on the CPU.
+"""Export a network to ONNX, and run an exported detector with ONNX Runtime on the CPU.
 
-The exported graph is the network only: ``image (1, 3, H, W)`` float32 mean-subtracted BGR ->
-``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits, with H and W dynamic. Anchors, decoding
-and NMS stay in :class:`edgevision.detection.detector.Detector`, which runs an
-:class:`OnnxDetectorRuntime` exactly as it runs the torch network.
+The exported graph is the network only, e.g. for FaceBoxes ``image (1, 3, H, W)`` float32
+mean-subtracted BGR -> ``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits, with H and W
+dynamic. Anchors, decoding and NMS stay in :class:`edgevision.detection.detector.Detector`, which
+runs an :class:`OnnxDetectorRuntime` exactly as it runs the torch network.
 
 The exporter is ``torch.export``-based (``dynamo=True``): in torch 2.14 it handles the dynamic H/W
 axes (the anchor count comes out as a symbolic expression of them) and gives a smaller graph than
-the TorchScript exporter, which is deprecated there.
+the TorchScript exporter, which is deprecated there. Ops outside ATen (torchvision's
+``deform_conv2d``) are translated by :data:`edgevision.deploy.onnx_ops.TRANSLATION_TABLE`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,12 @@ import torch
 from torch import nn
 
 from edgevision.data.io import atomic_write
+from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
 from edgevision.errors import InputFileError, ShapeError
+from edgevision.layers.deform_conv import DeformConv2d
 
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("loc", "conf")
+DEFAULT_OPSET = 17
 
 
 def export_onnx(
@@ -31,25 +35,40 @@ def export_onnx(
     path: str | Path,
     input_size: tuple[int, int] = (480, 640),
     dynamic: bool = True,
-    opset: int = 17,
+    opset: int | None = None,
+    output_names: Sequence[str] | None = None,
+    optimize: bool = True,
 ) -> Path:
     """Write ``model`` to the ONNX file ``path`` (atomically) and return the path.
 
     Args:
-        model: a detector network ``(1, 3, H, W) -> (loc (1, A, 4), conf (1, A, 2))``; it is
-            exported in eval mode and left in the mode it was in.
+        model: a network ``(1, 3, H, W) -> tensor or tuple of tensors``; it is exported in eval
+            mode and left in the mode it was in.
         path: the ``.onnx`` file to write; its folder is created.
         input_size: ``(H, W)`` of the example input that is traced.
         dynamic: make H and W dynamic axes (named ``height`` and ``width``); else the file only
             takes ``input_size``.
-        opset: the default-domain ONNX opset of the file.
+        opset: the default-domain ONNX opset of the file; ``None`` is 17, or 19 (the first with
+            ``DeformConv``) when ``model`` has a :class:`DeformConv2d`.
+        output_names: one name per output; ``None`` takes ``model.onnx_output_names`` (FaceBoxes:
+            ``("loc", "conf")``) or else ``output_0``, ``output_1``, ...
+        optimize: run the exporter's own graph optimiser (constant folding, BN folding); False
+            writes the raw graph, which the builder's passes (:mod:`edgevision.deploy.passes`)
+            start from, as TensorRT starts from an unoptimised import.
 
     Raises:
         ValueError: ``input_size`` is not two sizes of at least 2 pixels (torch.export
-            specialises sizes 0 and 1), or the exporter could not produce ``opset``.
+            specialises sizes 0 and 1), ``opset`` is below 19 for a model with a
+            :class:`DeformConv2d`, the exporter could not produce ``opset``, or ``output_names``
+            does not have one name per output.
     """
     if len(input_size) != 2 or min(input_size) < 2:
         raise ValueError(f"input_size must be (H, W) with both >= 2, got {input_size}")
+    deformable = any(isinstance(m, DeformConv2d) for m in model.modules())
+    if opset is None:
+        opset = DEFORM_CONV_OPSET if deformable else DEFAULT_OPSET
+    elif deformable and opset < DEFORM_CONV_OPSET:
+        raise ValueError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
     device = next(model.parameters(), torch.empty(0)).device
     example = torch.zeros(1, 3, *input_size, device=device)
     dynamic_shapes = ({2: torch.export.Dim("height"), 3: torch.export.Dim("width")},) if dynamic else None
@@ -62,12 +81,20 @@ def export_onnx(
             dynamo=True,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
             dynamic_shapes=dynamic_shapes,
+            custom_translation_table=TRANSLATION_TABLE,
+            optimize=optimize,
             verbose=False,
         )
     finally:
         model.train(was_training)
+    outputs = program.model.graph.outputs
+    names = output_names or getattr(model, "onnx_output_names", None)
+    names = names or [f"output_{i}" for i in range(len(outputs))]
+    if len(names) != len(outputs):
+        raise ValueError(f"the model has {len(outputs)} outputs, got {len(names)} output names {names}")
+    for value, name in zip(outputs, names):
+        value.name = name
     proto = program.model_proto
     # Below opset 18 the exporter converts down, and keeps 18 without raising when it cannot.
     produced = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))

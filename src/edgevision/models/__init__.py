@@ -4,6 +4,7 @@
 from edgevision.models import faceboxes as _faceboxes  # noqa: F401  (registers "faceboxes")
 from edgevision.models import mobilefacenet as _mobilefacenet  # noqa: F401  (registers "mobilefacenet")
 from edgevision.models import mobilenetv2 as _mobilenetv2  # noqa: F401  (registers "mobilenet_v2")
+from edgevision.models import resnet as _resnet  # noqa: F401  (registers "resnet50_dcn")
 from edgevision.models import ssdlite as _ssdlite  # noqa: F401  (registers "ssdlite_mobilenet_v2")
 from edgevision.models._registry import create_model, list_models, register_model
 

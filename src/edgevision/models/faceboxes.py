@@ -51,6 +51,7 @@ class FaceBoxes(nn.Module):
     """
 
     default_input_size = (480, 640)  # (H, W): VGA, the paper's speed benchmark (Sec. 4.2)
+    onnx_output_names = ("loc", "conf")  # what :func:`edgevision.deploy.export.export_onnx` names them
 
     def __init__(self, config: FaceBoxesConfig | None = None) -> None:
         super().__init__()

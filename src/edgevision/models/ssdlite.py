@@ -86,6 +86,7 @@ class SSDLite(nn.Module):
     """
 
     default_input_size = (320, 320)  # (H, W): the paper's COCO setting (Table 6)
+    onnx_output_names = ("loc", "conf")  # what :func:`edgevision.deploy.export.export_onnx` names them
 
     def __init__(self, config: SSDLiteConfig | None = None) -> None:
         super().__init__()
