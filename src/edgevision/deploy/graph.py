@@ -1,0 +1,126 @@
+"""Read-only views of an ONNX graph that the builder passes share: constants, producers,
+consumers, op counts, and one way to rebuild a model from new nodes and initializers.
+
+Passes never edit a ``ModelProto`` in place: they read it through these helpers and return a new
+model made by :func:`rebuild`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+def constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every tensor whose value is known without running the graph: initializers and the outputs
+    of ``Constant`` nodes, by name."""
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            values[node.output[0]] = constant_node_value(node)
+    return values
+
+
+def constant_node_value(node: onnx.NodeProto) -> np.ndarray:
+    """The value of a ``Constant`` node, whichever of its attributes holds it."""
+    attribute = node.attribute[0]
+    value = onnx.helper.get_attribute_value(attribute)
+    if attribute.name in ("value", "sparse_value"):
+        return numpy_helper.to_array(value)
+    dtypes = {
+        "value_float": np.float32,
+        "value_floats": np.float32,
+        "value_int": np.int64,
+        "value_ints": np.int64,
+    }
+    if attribute.name in dtypes:
+        return np.array(value, dtype=dtypes[attribute.name])
+    return np.array(value)  # value_string(s)
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[int]]:
+    """Tensor name -> indices in ``graph.node`` of the nodes that read it (in graph order; a node
+    reading the tensor twice appears twice)."""
+    readers: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if name:
+                readers.setdefault(name, []).append(index)
+    return readers
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, int]:
+    """Tensor name -> index in ``graph.node`` of the node that writes it."""
+    return {name: index for index, node in enumerate(graph.node) for name in node.output if name}
+
+
+def only_reader(graph: onnx.GraphProto, readers: dict[str, list[int]], name: str) -> int | None:
+    """Index of the one node that reads ``name``, if exactly one does and ``name`` is not also a
+    graph output (then a rewrite may take the tensor away)."""
+    indices = readers.get(name, [])
+    if len(indices) != 1 or name in graph_output_names(graph):
+        return None
+    return indices[0]
+
+
+def graph_output_names(graph: onnx.GraphProto) -> set[str]:
+    return {output.name for output in graph.output}
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, object]:
+    """A node's attributes as plain Python values."""
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def op_counts(model: onnx.ModelProto) -> Counter[str]:
+    """How many nodes of each op type the graph has (``domain::op`` outside the default domain)."""
+    return Counter(
+        f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in model.graph.node
+    )
+
+
+def rebuild(
+    model: onnx.ModelProto,
+    nodes: Iterable[onnx.NodeProto],
+    initializers: dict[str, np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    """A copy of ``model`` with its nodes replaced by ``nodes``.
+
+    ``initializers`` maps names to new or replaced initializer values; initializers nothing reads
+    any more are dropped, and so is stale ``value_info`` (shape inference recomputes it).
+    """
+    new = onnx.ModelProto()
+    new.CopyFrom(model)
+    graph = new.graph
+    nodes = list(nodes)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    values = {init.name: init for init in model.graph.initializer}
+    for name, array in (initializers or {}).items():
+        values[name] = numpy_helper.from_array(np.asarray(array), name)
+    read = {name for node in nodes for name in node.input} | graph_output_names(graph)
+    del graph.initializer[:]
+    graph.initializer.extend(init for name, init in values.items() if name in read)
+    del graph.value_info[:]
+    return new
+
+
+class NameAllocator:
+    """Hands out tensor and node names not yet used in a model (nor handed out before)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self._taken = {init.name for init in graph.initializer} | {i.name for i in graph.input}
+        self._taken |= {name for node in graph.node for name in (*node.output, node.name)}
+
+    def __call__(self, base: str) -> str:
+        name, index = base, 0
+        while name in self._taken:
+            index += 1
+            name = f"{base}_{index}"
+        self._taken.add(name)
+        return name
