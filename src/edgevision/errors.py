@@ -37,3 +37,15 @@ class ConfigError(EdgeVisionError):
 
 class DatasetError(EdgeVisionError):
     """A data set's files are missing or malformed."""
+
+
+class MemoryPlanError(EdgeVisionError):
+    """Activation memory cannot be planned: a tensor's size is unknown, or the graph is malformed."""
+
+
+class PlanFileError(InputFileError):
+    """A deployment plan file is missing, not a plan, truncated, or edited (a member's sha256 differs)."""
+
+
+class PlanVersionError(PlanFileError):
+    """A plan file has a format version this edgevision does not read."""
