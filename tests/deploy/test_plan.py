@@ -45,6 +45,7 @@ def full_plan() -> Plan:
         calibration_method="entropy",
         calibration=b'{"image": [0.0, 255.0]}',
         tactics={"conv1": {"kernel": "im2col", "threads": 4}, "fuse_relu": True},
+        source={"model": "faceboxes", "config": {}, "weights_sha256": "ab" * 32},
         plugins=(Plugin("edgevision", "CReLU", 1),),
         extras={"timing_cache.json": b"{}"},
     )

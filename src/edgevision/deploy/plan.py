@@ -81,6 +81,9 @@ class Plan:
         tactics: the choices the builder made, as JSON values (e.g. ``{"conv1": "winograd"}``).
         plugins: custom operators the model needs.
         extras: other members by file name, e.g. ``{"timing_cache.json": b"..."}``.
+        source: where the model came from, as JSON values: ``{"model": registry name, "config":
+            overrides, "weights_sha256": ...}`` for a registry model (a detector is rebuilt
+            around the plan from it: anchors, decoding), ``{"onnx_sha256": ...}`` for a file.
         backend: the runtime that runs the model.
         backend_version: its version when the plan was built.
         edgevision_version: edgevision's version when the plan was built.
@@ -99,6 +102,7 @@ class Plan:
     tactics: Mapping[str, Any] = field(default_factory=dict)
     plugins: tuple[Plugin, ...] = ()
     extras: Mapping[str, bytes] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
     backend: str = "onnxruntime"
     backend_version: str = ort.__version__
     edgevision_version: str = field(default_factory=lambda: edgevision.__version__)
@@ -170,6 +174,7 @@ def _manifest(plan: Plan, members: Mapping[str, bytes]) -> dict[str, Any]:
         "plugins": [asdict(plugin) for plugin in plan.plugins],
         "inputs": [asdict(binding) for binding in plan.inputs],
         "outputs": [asdict(binding) for binding in plan.outputs],
+        "source": plan.source,
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
 
@@ -186,6 +191,7 @@ def _plan(manifest: dict[str, Any], members: Mapping[str, bytes]) -> Plan:
         tactics=manifest["tactics"],
         plugins=tuple(Plugin(**entry) for entry in manifest["plugins"]),
         extras={name: data for name, data in members.items() if name not in (MODEL, CALIBRATION)},
+        source=manifest["source"],
         backend=manifest["backend"]["name"],
         backend_version=manifest["backend"]["version"],
         edgevision_version=manifest["edgevision_version"],
