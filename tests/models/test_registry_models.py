@@ -3,7 +3,8 @@ under a seed (timm-style), so a new model is tested the day it is registered.
 
 A model that only takes one input size (MobileFaceNet's GDConv spans its whole final map) says so
 with a ``fixed_input_size = (H, W)`` attribute; it is run at that size and exported without
-dynamic H/W. Every other model runs at 96x128 and is exported with dynamic H/W. A model whose
+dynamic H/W. Every other model runs at 96x128, or at its ``default_input_size`` when that is
+smaller (CIFAR's 32x32), and is exported with dynamic H/W. A model whose
 forward takes more than the image (R-FCN takes RoIs too) builds its own inputs with
 ``example_inputs(batch, input_size)``; a model with an op that ONNX lacks names the reason in an
 ``onnx_export_blocker`` attribute, and its export test is skipped with that reason.
@@ -24,7 +25,9 @@ DEFAULT_INPUT_SIZE = (96, 128)
 
 
 def input_size_of(model: nn.Module) -> tuple[int, int]:
-    return getattr(model, "fixed_input_size", None) or DEFAULT_INPUT_SIZE
+    default = getattr(model, "default_input_size", DEFAULT_INPUT_SIZE)
+    smaller = default[0] * default[1] < DEFAULT_INPUT_SIZE[0] * DEFAULT_INPUT_SIZE[1]
+    return getattr(model, "fixed_input_size", None) or (tuple(default) if smaller else DEFAULT_INPUT_SIZE)
 
 
 def inputs_for(model: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
