@@ -36,12 +36,12 @@ def count_madds(model: nn.Module, input_size: tuple[int, int]) -> int:
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
-    device = next(model.parameters(), torch.empty(0)).device
+    inputs = example_inputs(model, input_size)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, *input_size, device=device))
+            model(*inputs)
     finally:
         model.train(was_training)
         for handle in handles:
@@ -57,12 +57,21 @@ def median_latency_ms(
     import time
 
     model.eval()
-    x = torch.zeros(1, 3, *input_size, device=next(model.parameters(), torch.empty(0)).device)
+    inputs = example_inputs(model, input_size)
     times = []
     with torch.no_grad():
         for run in range(warmup + repeats):
             start = time.perf_counter()
-            model(x)
+            model(*inputs)
             if run >= warmup:
                 times.append((time.perf_counter() - start) * 1000)
     return float(torch.tensor(times).median())
+
+
+def example_inputs(model: nn.Module, input_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Batch-1 inputs of ``model`` at ``input_size = (H, W)`` on its device: a zero image, or what
+    the model's own ``example_inputs(batch, input_size)`` gives (R-FCN also takes RoIs)."""
+    device = next(model.parameters(), torch.empty(0)).device
+    if hasattr(model, "example_inputs"):
+        return tuple(t.to(device) for t in model.example_inputs(1, input_size))
+    return (torch.zeros(1, 3, *input_size, device=device),)
