@@ -8,11 +8,13 @@ model made by :func:`rebuild`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from edgevision.errors import ConfigError, ShapeError
 
 
 def constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -124,3 +126,54 @@ class NameAllocator:
             name = f"{base}_{index}"
         self._taken.add(name)
         return name
+
+
+def with_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
+    """A copy of ``model`` whose inputs have the given shapes, without the value_info (the exporter's
+    holds symbolic dimensions, which inference would keep)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed.graph.ClearField("value_info")
+    inputs = {value.name: value.type.tensor_type for value in fixed.graph.input}
+    for name, shape in input_shapes.items():
+        if name not in inputs:
+            raise ConfigError(f"{name!r} is not an input of the graph; its inputs are {sorted(inputs)}")
+        tensor, shape = inputs[name], tuple(int(size) for size in shape)
+        if tensor.HasField("shape"):
+            declared = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+            if len(declared) != len(shape) or any(d not in (None, s) for d, s in zip(declared, shape)):
+                declared_text = tuple(d.dim_value or d.dim_param for d in tensor.shape.dim)
+                raise ShapeError(f"input {name!r} has the shape {declared_text}, got {shape}")
+        tensor.shape.ClearField("dim")
+        for size in shape:
+            tensor.shape.dim.add().dim_value = size
+    return fixed
+
+
+def topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with its nodes in an order where each runs after its inputs' producers
+    (ONNX requires it; ONNX Runtime's quantizer appends Q/DQ nodes at the end). Nodes already in
+    order keep their order.
+
+    Raises:
+        ValueError: the graph has a cycle or reads a tensor nothing produces.
+    """
+    graph = model.graph
+    available = {init.name for init in graph.initializer} | {value.name for value in graph.input} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:  # sweep in graph order, emitting every node whose inputs exist: stable
+        waiting = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            node = waiting[0]
+            raise ValueError(
+                f"cannot order the graph: {node.op_type} {node.name!r} waits on an input nothing produces"
+            )
+        pending = waiting
+    return rebuild(model, ordered)

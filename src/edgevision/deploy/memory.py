@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import TensorProto
 
-from edgevision.errors import ConfigError, MemoryPlanError, ShapeError
+from edgevision.deploy.graph import with_input_shapes
+from edgevision.errors import ConfigError, MemoryPlanError
 
 DEFAULT_ALIGNMENT = 64  # bytes: a cache line, and enough for AVX-512 loads
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -194,34 +195,13 @@ def _tensor_sizes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[in
     """Bytes of every value whose type shape inference makes concrete, else ``None``."""
     try:
         inferred = onnx.shape_inference.infer_shapes(
-            _with_input_shapes(model, input_shapes), strict_mode=True, data_prop=True
+            with_input_shapes(model, input_shapes), strict_mode=True, data_prop=True
         )
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
         message = " ".join(str(error).split())
         raise MemoryPlanError(f"ONNX shape inference failed: {message}") from None
     graph = inferred.graph
     return {value.name: _size(value.type) for value in [*graph.input, *graph.value_info, *graph.output]}
-
-
-def _with_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
-    """A copy of ``model`` whose inputs have the given shapes, without the value_info (the exporter's
-    holds symbolic dimensions, which inference would keep)."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    fixed.graph.ClearField("value_info")
-    inputs = {value.name: value.type.tensor_type for value in fixed.graph.input}
-    for name, shape in input_shapes.items():
-        if name not in inputs:
-            raise ConfigError(f"{name!r} is not an input of the graph; its inputs are {sorted(inputs)}")
-        tensor, shape = inputs[name], tuple(int(size) for size in shape)
-        if tensor.HasField("shape"):
-            declared = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
-            if len(declared) != len(shape) or any(d not in (None, s) for d, s in zip(declared, shape)):
-                raise ShapeError(f"input {name!r} has the shape {_format_shape(tensor.shape)}, got {shape}")
-        tensor.shape.ClearField("dim")
-        for size in shape:
-            tensor.shape.dim.add().dim_value = size
-    return fixed
 
 
 def _size(value_type: onnx.TypeProto) -> int | None:

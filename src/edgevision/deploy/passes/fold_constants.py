@@ -4,8 +4,9 @@ An exporter run without its own optimiser leaves much of this (``Shape`` of a we
 and ``Expand`` building a zero bias, ``Constant`` nodes); folding it turns them into initializers
 that the later passes (BN and bias folding) can read. ``Constant`` nodes become initializers too.
 Nodes are evaluated with ONNX's reference implementation (``onnx.reference``). ``CastLike``
-reads only the element type of its second input, so it folds when that type is known, even if
-the tensor itself is a runtime activation.
+reads only the element type of its second input, and ``Shape`` only the shape of its input, so
+they fold when that type or shape is known (all of it static: a graph specialised to one input
+size by :func:`edgevision.deploy.graph.with_input_shapes`), even if the tensor is an activation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edgevision.deploy.graph import constant_node_value, rebuild
+from edgevision.deploy.graph import attributes, constant_node_value, rebuild
 from edgevision.deploy.passes.report import PassReport
 
 # Never fold ops whose value is not a function of their inputs.
@@ -40,7 +41,7 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]
     initial = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     known = set(initial)
     values: dict[str, np.ndarray] = {}
-    elem_types = _elem_types(model)
+    elem_types, static_shapes = _types_and_static_shapes(model)
     kept: list[onnx.NodeProto] = []
     folded: Counter[str] = Counter()
     for node in model.graph.node:
@@ -56,6 +57,13 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]
             node = onnx.helper.make_node(
                 "Cast", [node.input[0]], list(node.output), to=elem_types[node.input[1]]
             )
+        if node.op_type == "Shape" and node.input[0] in static_shapes:
+            attrs = attributes(node)
+            shape = static_shapes[node.input[0]][attrs.get("start", 0) : attrs.get("end")]
+            values[node.output[0]] = np.array(shape, dtype=np.int64)
+            known.add(node.output[0])
+            folded[node.op_type] += 1
+            continue
         inputs = [name for name in node.input if name]
         if node.op_type in NONDETERMINISTIC or not all(name in known for name in inputs) or not node.output:
             kept.append(node)
@@ -74,8 +82,15 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]
     return new, PassReport.of("constant folding", model, new, details)
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name -> ONNX element type, where the graph or shape inference knows it."""
+def _types_and_static_shapes(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """Tensor name -> ONNX element type, and -> shape where every dimension is a number, where the
+    graph or shape inference knows them."""
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
-    return {info.name: info.type.tensor_type.elem_type for info in infos if info.type.tensor_type.elem_type}
+    types = {info.name: info.type.tensor_type.elem_type for info in infos if info.type.tensor_type.elem_type}
+    shapes = {}
+    for info in infos:
+        tensor = info.type.tensor_type
+        if tensor.HasField("shape") and all(dim.HasField("dim_value") for dim in tensor.shape.dim):
+            shapes[info.name] = tuple(dim.dim_value for dim in tensor.shape.dim)
+    return types, shapes

@@ -1,0 +1,63 @@
+"""What turns a photo into a network input: channel order, per-channel mean and std, size.
+
+Models declare it (``input_preprocessing``); a plan stores it with its input binding, so whoever
+runs the plan (``edgevision run``, the calibration reader, the benchmarks) prepares images exactly
+as the network was trained to see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from torch import nn
+
+from edgevision.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """``(image[order] - mean) / std`` per channel, after a resize to the network input.
+
+    Attributes:
+        channel_order: ``"BGR"`` or ``"RGB"``: the order the network takes.
+        mean: per network input channel, in pixel units (0-255).
+        std: per network input channel, in pixel units.
+    """
+
+    channel_order: str = "BGR"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("BGR", "RGB") or len(self.mean) != 3 or len(self.std) != 3:
+            raise ConfigError(f"preprocessing needs BGR/RGB and 3 means and stds, got {self}")
+
+    def apply(self, image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``(H, W, 3)`` uint8 BGR -> ``(3, *size)`` float32 network input (linear resize, aspect
+        ratio not kept: the network input is fixed)."""
+        image = cv2.resize(image_bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        if self.channel_order == "RGB":
+            image = image[:, :, ::-1]
+        image = (image - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        return cls(str(data["channel_order"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def model_preprocessing(model: nn.Module) -> Preprocessing:
+    """The preprocessing a registered model declares (``input_preprocessing``), or FaceBoxes-style
+    mean-subtracted BGR from ``config.mean_bgr``, or raw BGR pixels."""
+    declared = getattr(model, "input_preprocessing", None)
+    if declared is not None:
+        return declared
+    mean_bgr = getattr(getattr(model, "config", None), "mean_bgr", None)
+    return Preprocessing("BGR", tuple(mean_bgr)) if mean_bgr is not None else Preprocessing()
