@@ -49,3 +49,7 @@ class PlanFileError(InputFileError):
 
 class PlanVersionError(PlanFileError):
     """A plan file has a format version this edgevision does not read."""
+
+
+class UnknownPluginError(EdgeVisionError):
+    """A plugin (domain, op type, version) of the engine is not in the registry."""

@@ -23,6 +23,7 @@ from torch import nn
 
 from edgevision.data.io import atomic_write
 from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
+from edgevision.deploy.plugins import translation_table as plugin_translation_table
 from edgevision.errors import InputFileError, ShapeError
 from edgevision.layers.deform_conv import DeformConv2d
 
@@ -82,7 +83,7 @@ def export_onnx(
             opset_version=opset,
             input_names=[INPUT_NAME],
             dynamic_shapes=dynamic_shapes,
-            custom_translation_table=TRANSLATION_TABLE,
+            custom_translation_table={**TRANSLATION_TABLE, **plugin_translation_table()},
             optimize=optimize,
             verbose=False,
         )
@@ -111,38 +112,36 @@ class OnnxDetectorRuntime(nn.Module):
     It is an ``nn.Module`` without parameters (as torch2trt wraps a TensorRT engine), and takes
     ``config``, ``coder`` and ``anchors`` from ``network``, the torch network the file was exported
     from (its weights are not used), so ``Detector(OnnxDetectorRuntime(path, network))`` detects
-    with ONNX Runtime and the usual post-processing.
+    with ONNX Runtime and the usual post-processing. A plan's engine passes its own session.
 
     Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (1, A, 4)``, ``conf (1, A, 2)``
     float32, on the input's device.
 
     Args:
-        path: an ONNX file written by :func:`export_onnx`.
+        source: an ONNX file written by :func:`export_onnx`, or an open ONNX Runtime session.
         network: the torch network the file was exported from, with the same config.
-        intra_op_num_threads: threads per operator; 0 is ONNX Runtime's default (one per
-            physical core).
+        intra_op_num_threads: threads per operator for a file; 0 is ONNX Runtime's default (one
+            per physical core).
 
     Raises:
-        InputFileError: ``path`` is missing or is not an ONNX detector with one input and two
+        InputFileError: ``source`` is missing or is not an ONNX detector with one input and two
             outputs.
     """
 
-    def __init__(self, path: str | Path, network: nn.Module, intra_op_num_threads: int = 0) -> None:
+    def __init__(
+        self, source: str | Path | ort.InferenceSession, network: nn.Module, intra_op_num_threads: int = 0
+    ) -> None:
         super().__init__()
-        path = Path(path)
-        if not path.is_file():
-            raise InputFileError(f"no such ONNX file: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for every bad file
-            raise InputFileError(f"not a loadable ONNX model: {path} ({type(error).__name__})") from error
+        self.session = (
+            source
+            if isinstance(source, ort.InferenceSession)
+            else _open_session(source, intra_op_num_threads)
+        )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 2:
             raise InputFileError(
                 f"expected an ONNX detector with 1 input and 2 outputs (loc, conf), got "
-                f"{len(inputs)} and {len(outputs)}: {path}"
+                f"{len(inputs)} and {len(outputs)}: {source}"
             )
         self.input_name = inputs[0].name
         self.config = network.config
@@ -159,3 +158,15 @@ class OnnxDetectorRuntime(nn.Module):
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         loc, conf = self.session.run(None, {self.input_name: array})
         return torch.from_numpy(loc).to(x.device), torch.from_numpy(conf).to(x.device)
+
+
+def _open_session(path: str | Path, intra_op_num_threads: int) -> ort.InferenceSession:
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"no such ONNX file: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_num_threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types for every bad file
+        raise InputFileError(f"not a loadable ONNX model: {path} ({type(error).__name__})") from error
