@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from edgevision.deploy.export import OnnxDetectorRuntime
+from edgevision.deploy.runtime import load_engine
 from edgevision.detection.detector import Detector
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import UnknownModelError
@@ -14,6 +16,7 @@ from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
 DETECTORS = ("faceboxes",)
+PLAN_SUFFIX = ".plan"
 
 
 def load_detector(
@@ -23,14 +26,28 @@ def load_detector(
     postprocess: PostProcess | None = None,
     device: str | torch.device | None = None,
 ) -> Detector:
-    """A ready :class:`Detector`: model ``name`` with ``weights`` (default: the bundled ones).
+    """A ready :class:`Detector`: model ``name`` with ``weights`` (default: the bundled ones), or
+    a plan file built by ``edgevision build`` (``name`` ending in ``.plan``), run by the engine.
 
     ``weights`` may be a state dict or a training checkpoint of ours, or a FaceBoxes.PyTorch
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
     """
+    if str(name).endswith(PLAN_SUFFIX):
+        return _plan_detector(Path(name), postprocess)
     if name not in DETECTORS:
         known = "; it is a registered model, not a detector" if name in list_models() else ""
         raise UnknownModelError(f"unknown detector {name!r}{known}; detectors: {', '.join(DETECTORS)}")
     model = create_model(name)
     load_weights(model, weights if weights is not None else bundled_weights(name), name)
     return Detector(model, postprocess, torch.device(device) if device is not None else None)
+
+
+def _plan_detector(path: Path, postprocess: PostProcess | None) -> Detector:
+    """A detector around a plan: the engine runs the network; anchors and decoding come from the
+    registered detector the plan was built from (its config, not its weights)."""
+    engine = load_engine(path)
+    name = engine.plan.source.get("model")
+    if name not in DETECTORS:
+        raise UnknownModelError(f"plan {path} was not built from a detector (its source is {name!r})")
+    network = OnnxDetectorRuntime(engine.session, create_model(name))
+    return Detector(network, postprocess, torch.device("cpu"))

@@ -303,6 +303,99 @@ def models_table(
     Console().print(table)
 
 
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ConfigError(f"--input-size must be HxW, e.g. 480x640, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+@app.command()
+def build(
+    model: Annotated[str, typer.Argument(help="registry name, checkpoint (.pth) or ONNX file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the plan file to write")],
+    precision: Annotated[str, typer.Option(help="fp32 or int8")] = "fp32",
+    calib: Annotated[Path | None, typer.Option(help="folder of representative images (int8)")] = None,
+    calibrator: Annotated[str, typer.Option(help="entropy, minmax, percentile or mse")] = "entropy",
+    calib_images: Annotated[int, typer.Option(min=1, help="calibration images used at most")] = 64,
+    backend: Annotated[str, typer.Option(help="runtime: ort (ONNX Runtime, CPU)")] = "ort",
+    tune: Annotated[bool, typer.Option(help="time candidate tactics, keep the fastest accurate one")] = False,
+    weights: Annotated[Path | None, typer.Option(help="weights for a registry model")] = None,
+    arch: Annotated[str | None, typer.Option(help="architecture of a .pth checkpoint")] = None,
+    input_size: Annotated[str | None, typer.Option(help="HxW to build for (default: the model's)")] = None,
+    report: Annotated[
+        bool, typer.Option(help="print the builder log (layers before/after each pass)")
+    ] = False,
+) -> None:
+    """Build an optimised engine plan: passes, INT8 calibration, tuning, memory plan."""
+    from edgevision.deploy.builder import BuildOptions, build_engine
+
+    options = BuildOptions(
+        precision=precision,
+        calibration_dir=calib,
+        calibrator=calibrator,
+        calibration_images=calib_images,
+        backend=backend,
+        tune=tune,
+        input_size=_parse_size(input_size),
+    )
+    with _progress() as progress:
+        task = progress.add_task("building", total=None)
+        result = build_engine(
+            model,
+            output,
+            options,
+            weights=weights,
+            arch=arch,
+            progress=lambda step: progress.update(task, description=step),
+        )
+    if report:
+        typer.echo(result.log())
+    first, last = result.passes[0], result.passes[-1]
+    typer.echo(
+        f"{result.path}: {precision} plan, layers {first.layers_before} -> {last.layers_after}, "
+        f"activation arena {result.memory.arena_bytes / 2**20:.2f} MiB"
+    )
+
+
+@app.command("run")
+def run_plan(
+    plan: Annotated[Path, typer.Argument(help="a plan file from `edgevision build`")],
+    inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
+    threads: Annotated[int | None, typer.Option(min=1, help="threads per operator")] = None,
+    top: Annotated[int, typer.Option(min=1, help="classes printed per image for a classifier")] = 5,
+) -> None:
+    """Run a plan on images: faces for a detector plan, top classes for a classifier, else the
+    output shapes."""
+    from edgevision.api import DETECTORS
+    from edgevision.data.io import read_image
+    from edgevision.data.media import collect_media, is_video
+    from edgevision.data.preprocessing import Preprocessing
+    from edgevision.deploy.runtime import load_engine
+
+    engine = load_engine(plan, threads)
+    if engine.plan.source.get("model") in DETECTORS:
+        detect([*inputs], model=str(plan), weights=None, out=None, json_lines=False, threshold=0.5, scale=1.0)
+        return
+    binding = engine.inputs[0]
+    preprocessing = (
+        Preprocessing.from_dict(binding.preprocessing) if binding.preprocessing else Preprocessing()
+    )
+    size = tuple(engine.plan.source.get("input_size") or binding.shape[2:])
+    for path in collect_media(inputs):
+        if is_video(path):
+            raise ConfigError(f"`edgevision run` takes images; {path} is a video")
+        outputs = engine.run(preprocessing.apply(read_image(path), size)[None])
+        for name, value in outputs.items():
+            if value.ndim == 2 and value.shape[0] == 1:
+                best = value[0].argsort()[::-1][:top]
+                typer.echo(f"{path}: {name} top-{top} " + " ".join(f"{i}:{value[0, i]:.3f}" for i in best))
+            else:
+                typer.echo(f"{path}: {name} {tuple(value.shape)} {value.dtype}")
+
+
 def main() -> None:
     """Entry point: runs the app, turning edgevision's errors into one line and exit code 2."""
     try:

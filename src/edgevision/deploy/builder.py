@@ -1,0 +1,247 @@
+"""The engine builder: a trained model in, a plan file out (TensorRT's builder workflow).
+
+``build_engine`` imports the model as a raw fp32 ONNX graph (:mod:`.importer`), runs the graph
+passes (:mod:`.passes`), calibrates and inserts Q/DQ for INT8 (:mod:`.calibration`,
+:mod:`.quantize`), optionally times candidate session tactics behind an accuracy gate
+(:mod:`.tuning`), plans activation memory (:mod:`.memory`) and writes the plan (:mod:`.plan`).
+Each step adds to the build log that ``edgevision build --report`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgevision.deploy.calibration import (
+    ImageFolderBatches,
+    calibrate,
+    collect_activation_histograms,
+    model_digest,
+)
+from edgevision.deploy.graph import with_input_shapes
+from edgevision.deploy.importer import ImportedModel, import_model
+from edgevision.deploy.memory import MemoryReport, plan_memory
+from edgevision.deploy.passes import DEFAULT_PASSES, PassReport, format_reports, run_passes
+from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
+from edgevision.deploy.passes.fold_constants import fold_constants
+from edgevision.deploy.plan import Binding, Plan, Plugin, write_plan
+from edgevision.deploy.plugins import plugins_used
+from edgevision.deploy.quantize import quantize_qdq
+from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, max_relative_error_gate, tune
+from edgevision.errors import ConfigError
+
+PRECISIONS = ("fp32", "int8")
+BACKENDS = ("ort",)
+CALIBRATION_CACHE_FORMAT = "edgevision-calibration/1"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build.
+
+    Attributes:
+        precision: ``"fp32"`` or ``"int8"`` (fp16 has no fast CPU kernels in ONNX Runtime; it is
+            a TensorRT backend setting).
+        calibration_dir: folder of representative images, required for int8.
+        calibrator: ``entropy``, ``minmax``, ``percentile`` or ``mse``.
+        calibration_images: at most this many images are used (spread over the folder).
+        per_channel: int8 weight scales per output channel (else per tensor), when not tuned.
+        exclude: node names kept in fp32 (layers that fail an accuracy gate).
+        backend: ``"ort"`` (ONNX Runtime, CPU).
+        tune: time candidate tactics and keep the fastest that passes the gate.
+        tolerance: the tuner's accuracy gate, max relative output error against fp32.
+        threads: thread counts the tuner tries.
+        input_size: ``(H, W)`` to build for; None is the model's default.
+    """
+
+    precision: str = "fp32"
+    calibration_dir: Path | None = None
+    calibrator: str = "entropy"
+    calibration_images: int = 64
+    per_channel: bool = True
+    exclude: tuple[str, ...] = ()
+    backend: str = "ort"
+    tune: bool = False
+    tolerance: float = 0.1
+    threads: tuple[int, ...] = (1, 2)
+    input_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {PRECISIONS} on the CPU backend, got {self.precision!r}"
+            )
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
+            )
+        if self.precision == "int8" and self.calibration_dir is None:
+            raise ConfigError("an int8 build needs a folder of calibration images (--calib DIR)")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What the build wrote and its log."""
+
+    path: Path
+    plan: Plan
+    passes: list[PassReport]
+    memory: MemoryReport
+    tuning: TuningResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        """The builder log: passes, calibration, tactics, memory."""
+        parts = [format_reports(self.passes), *self.notes]
+        if self.tuning is not None:
+            parts.append(str(self.tuning))
+        parts.append(str(self.memory))
+        return "\n".join(parts)
+
+
+def build_engine(
+    source: str | Path,
+    output: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    weights: str | Path | None = None,
+    arch: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Build ``source`` (a registry name, checkpoint or ONNX file) into the plan file ``output``.
+
+    Raises:
+        EdgeVisionError subclasses with one-line messages: an unknown model, missing weights or
+        calibration images, a bad option.
+    """
+    options = options or BuildOptions()
+    say = progress or (lambda _message: None)
+    say("importing")
+    imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
+    say("running graph passes")
+    fp32, reports = run_passes(imported.model, DEFAULT_PASSES)
+    input_name = _input_name(fp32)
+    notes: list[str] = []
+    calibration, ranges = None, None
+    if options.precision == "int8":
+        say("calibrating")
+        batches = ImageFolderBatches(
+            options.calibration_dir,
+            input_name,
+            imported.input_size,
+            imported.preprocessing,
+            limit=options.calibration_images,
+        )
+        stats = collect_activation_histograms(fp32, list(batches))
+        ranges = calibrate(stats, options.calibrator, skip_zeros=True)
+        calibration = _calibration_cache(ranges, options.calibrator, fp32)
+        notes.append(
+            f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
+            f"{len(ranges)} activation ranges"
+        )
+
+    def build(tactic: Tactic) -> bytes:
+        if tactic.precision == "fp32":
+            return fp32.SerializeToString()
+        with tempfile.TemporaryDirectory() as folder:
+            path = quantize_qdq(
+                fp32,
+                ranges,
+                Path(folder) / "int8.onnx",
+                per_channel=tactic.per_channel,
+                exclude=options.exclude,
+            )
+            return path.read_bytes()
+
+    tuning = None
+    if options.tune:
+        say("timing tactics")
+        feeds = {input_name: _example_input(imported, options)}
+        reference = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, feeds
+        )
+        per_channel = (True, False) if options.precision == "int8" else (True,)
+        tuning = tune(
+            candidate_tactics([options.precision], threads=options.threads, per_channel=per_channel),
+            build,
+            feeds,
+            reference_outputs=reference,
+            gate=max_relative_error_gate(options.tolerance),
+        )
+        model_bytes, tactics = tuning.model, {"session": tuning.tactic.as_dict()}
+    else:
+        model_bytes = build(
+            Tactic(
+                precision=options.precision,
+                per_channel=options.per_channel,
+                threads=0,
+                graph_optimization_level="all",
+            )
+        )
+        tactics = {}
+    final = onnx.ModelProto.FromString(model_bytes)
+    say("planning memory")
+    memory = _memory_report(final, {input_name: (1, 3, *imported.input_size)})
+    tactics["passes"] = [report.name for report in reports]
+    plan = Plan(
+        model=model_bytes,
+        precision=options.precision,
+        inputs=(_binding(final.graph.input[0], imported.preprocessing.as_dict()),),
+        outputs=tuple(_binding(value) for value in final.graph.output),
+        calibration_method=options.calibrator if options.precision == "int8" else None,
+        calibration=calibration,
+        tactics=tactics,
+        plugins=tuple(Plugin(spec.domain, spec.op_type, spec.version) for spec in plugins_used(final)),
+        source={**imported.source, "input_size": list(imported.input_size)},
+    )
+    say("writing the plan")
+    path = write_plan(output, plan)
+    return BuildResult(path, plan, reports, memory, tuning, notes)
+
+
+def _memory_report(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> MemoryReport:
+    """The activation memory plan of ``model`` specialised to ``input_shapes``: its shape
+    arithmetic folded, so every tensor size is known (as TensorRT plans per optimisation profile)."""
+    specialised, _ = run_passes(
+        with_input_shapes(model, input_shapes), (fold_constants, eliminate_dead_layers)
+    )
+    return plan_memory(specialised).report()
+
+
+def _input_name(model: onnx.ModelProto) -> str:
+    initializers = {init.name for init in model.graph.initializer}
+    return next(value.name for value in model.graph.input if value.name not in initializers)
+
+
+def _example_input(imported: ImportedModel, options: BuildOptions) -> np.ndarray:
+    """One input to time and gate tactics on: a calibration image when there are some."""
+    if options.calibration_dir is not None:
+        batches = ImageFolderBatches(
+            options.calibration_dir, "x", imported.input_size, imported.preprocessing, limit=1
+        )
+        return next(iter(batches))["x"]
+    return np.random.default_rng(0).standard_normal((1, 3, *imported.input_size)).astype(np.float32)
+
+
+def _calibration_cache(ranges: dict, method: str, model: onnx.ModelProto) -> bytes:
+    payload = {
+        "format": CALIBRATION_CACHE_FORMAT,
+        "method": method,
+        "model_sha256": model_digest(model),
+        "tensors": {name: asdict(value) for name, value in ranges.items()},
+    }
+    return json.dumps(payload, indent=1).encode()
+
+
+def _binding(value: onnx.ValueInfoProto, preprocessing: dict | None = None) -> Binding:
+    tensor = value.type.tensor_type
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+    return Binding(value.name, dtype, shape, preprocessing or {})

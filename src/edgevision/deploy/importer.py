@@ -1,0 +1,139 @@
+"""The builder's first step: a trained model, from wherever it comes, as a raw fp32 ONNX graph.
+
+Sources: a registered model name (with its bundled weights, or ``weights``), a training
+checkpoint or state dict (``.pth``/``.pt``, with ``arch`` naming its architecture), or an ONNX
+file. Registry models are exported without the exporter's optimiser, so the builder's passes
+start from the graph as torch wrote it (as TensorRT starts from an unoptimised import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgevision.data.preprocessing import Preprocessing, model_preprocessing
+from edgevision.deploy.export import export_onnx
+from edgevision.errors import InputFileError, ShapeError, UnknownModelError
+from edgevision.models import create_model, list_models
+from edgevision.models.weights import load_weights
+from edgevision.weights import BUNDLED, bundled_weights
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A raw fp32 ONNX model and what the builder needs to know about it.
+
+    Attributes:
+        model: the graph, one float32 image input ``(1, 3, H, W)`` (H and W dynamic for registry
+            models).
+        input_size: ``(H, W)`` the plan is built, calibrated, tuned and memory-planned for.
+        preprocessing: how an image becomes the input.
+        source: JSON values saying where the model came from (stored in the plan).
+    """
+
+    model: onnx.ModelProto
+    input_size: tuple[int, int]
+    preprocessing: Preprocessing
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def import_model(
+    source: str | Path,
+    *,
+    weights: str | Path | None = None,
+    arch: str | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> ImportedModel:
+    """Import ``source`` (see the module docstring).
+
+    Raises:
+        UnknownModelError: ``source`` is neither a file nor a registered model name.
+        WeightsError: the weights are missing or do not fit the architecture.
+        InputFileError: an ONNX file does not load or has not exactly one 4-D float input.
+        ShapeError: an ONNX file with dynamic H/W and no ``input_size``.
+    """
+    path = Path(source)
+    if path.suffix.lower() == ".onnx":
+        return _import_onnx(path, input_size)
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        if not path.is_file():
+            raise InputFileError(f"no such checkpoint: {path}")
+        return _import_registered(arch or "faceboxes", path, input_size)
+    if str(source) not in list_models():
+        raise UnknownModelError(
+            f"{source!r} is neither an ONNX file, a checkpoint, nor a registered model; "
+            f"models: {', '.join(list_models())}"
+        )
+    return _import_registered(str(source), weights, input_size)
+
+
+def _import_registered(
+    name: str, weights: str | Path | None, input_size: tuple[int, int] | None
+) -> ImportedModel:
+    network = create_model(name)
+    weights = Path(weights) if weights is not None else bundled_weights(name)
+    load_weights(network, weights, name)
+    size = tuple(input_size or getattr(network, "fixed_input_size", None) or network.default_input_size)
+    fixed = getattr(network, "fixed_input_size", None) is not None
+    with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
+        exported = export_onnx(
+            network, Path(folder) / f"{name}.onnx", input_size=size, dynamic=not fixed, optimize=False
+        )
+        model = onnx.load(exported)
+    source = {
+        "model": name,
+        "weights": weights.name if name in BUNDLED and weights == bundled_weights(name) else str(weights),
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    return ImportedModel(model, (int(size[0]), int(size[1])), model_preprocessing(network), source)
+
+
+def _import_onnx(path: Path, input_size: tuple[int, int] | None) -> ImportedModel:
+    if not path.is_file():
+        raise InputFileError(f"no such ONNX file: {path}")
+    try:
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises DecodeError, ValidationError, ...
+        raise InputFileError(f"not a valid ONNX model: {path} ({type(error).__name__})") from None
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    dims = (
+        [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+        if inputs
+        else []
+    )
+    if len(inputs) != 1 or len(dims) != 4:
+        raise InputFileError(f"the builder takes ONNX models with one (N, C, H, W) input: {path}")
+    size = input_size or (dims[2], dims[3])
+    if None in size:
+        raise ShapeError(f"{path} has dynamic H and W; give the input size to build for")
+    source = {"onnx": path.name, "onnx_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return ImportedModel(model, (int(size[0]), int(size[1])), Preprocessing(), source)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress and opset-conversion warnings (the builder reports what it
+    did; its own errors still raise)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -1,0 +1,69 @@
+"""``edgevision build`` and ``edgevision run``: a plan built from the command line detects the
+face, and broken plans or calibration folders fail with one line, exit 2, and no plan written."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def plan_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgevision.deploy.builder import BuildOptions, build_engine
+
+    path = tmp_path_factory.mktemp("plans") / "faceboxes.plan"
+    return build_engine("faceboxes", path, BuildOptions(input_size=(240, 320))).path
+
+
+def test_build_reports_the_passes_and_run_detects(run_cli, plan_path, astronaut_path, tmp_path):
+    code, out, _ = run_cli(
+        "build", "faceboxes", "-o", str(tmp_path / "f.plan"), "--input-size", "96x128", "--report"
+    )
+    assert code == 0
+    # At 96x128 torch.export specialises the coarsest levels (a 1x1 map), so the counts are not
+    # those of 480x640 (tests/deploy/test_passes.py); the 27 BNs fold at every size.
+    assert re.search(r"\[Conv\+BN folding\] layers \d+ -> \d+ \(BatchNormalization -27\)", out)
+    assert re.search(
+        rf"{re.escape(str(tmp_path / 'f.plan'))}: fp32 plan, layers \d+ -> \d+, activation arena", out
+    )
+    code, out, _ = run_cli("run", str(plan_path), str(astronaut_path))
+    assert code == 0
+    assert f"{astronaut_path}: 1 face(s)" in out
+
+
+def test_truncated_plan_is_one_line(run_cli, assert_one_line_error, plan_path, astronaut_path, tmp_path):
+    broken = tmp_path / "broken.plan"
+    broken.write_bytes(plan_path.read_bytes()[:-200])
+    code, _, err = run_cli("run", str(broken), str(astronaut_path))
+    assert_one_line_error(code, err, "truncated or corrupt plan file")
+
+
+def test_plan_of_another_format_version_is_one_line(
+    run_cli, assert_one_line_error, plan_path, astronaut_path, tmp_path
+):
+    other = tmp_path / "v2.plan"
+    with zipfile.ZipFile(plan_path) as source, zipfile.ZipFile(other, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["format_version"] = 2
+                data = json.dumps(manifest).encode()
+            target.writestr(name, data)
+    code, _, err = run_cli("run", str(other), str(astronaut_path))
+    assert_one_line_error(code, err, "format version 2", "reads version 1")
+
+
+def test_calibration_folder_without_images_is_one_line(run_cli, assert_one_line_error, tmp_path):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "notes.txt").write_text("no images here")
+    out = tmp_path / "int8.plan"
+    code, _, err = run_cli(
+        "build", "faceboxes", "-o", str(out), "--precision", "int8", "--calib", str(tmp_path / "calib")
+    )
+    assert_one_line_error(code, err, "no images", "calib")
+    assert not out.exists()

@@ -1,0 +1,114 @@
+"""The engine end to end: build a plan from a registry model, load it, and run it; the fp32 plan
+reproduces torch eager, the int8 plan is Q/DQ and still finds the face, a detector runs from a
+plan like a registry model, and bad inputs fail with one line."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgevision.api import load_detector
+from edgevision.data.io import read_image
+from edgevision.data.preprocessing import model_preprocessing
+from edgevision.deploy.builder import BuildOptions, build_engine
+from edgevision.deploy.runtime import load_engine
+from edgevision.detection.boxes import box_iou
+from edgevision.errors import ConfigError, ShapeError
+from edgevision.models import create_model
+from edgevision.models.weights import load_weights
+from edgevision.weights import bundled_weights
+
+SIZE = (240, 320)  # small, for CPU time; not a multiple of the 128 px largest stride in W
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight WIDER train images (never the val images the AP is measured on)."""
+    train = data_dir / "widerface/WIDER_train/images"
+    if not train.is_dir():
+        pytest.skip(f"needs the WIDER train images at {train}")
+    folder = tmp_path_factory.mktemp("calibration")
+    for path in sorted(train.rglob("*.jpg"))[::150][:8]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fp32_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plans") / "faceboxes_fp32.plan"
+    return build_engine("faceboxes", out, BuildOptions(input_size=SIZE)).path
+
+
+@pytest.fixture(scope="module")
+def int8_plan(calibration_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plans") / "faceboxes_int8.plan"
+    options = BuildOptions(precision="int8", calibration_dir=calibration_dir, input_size=SIZE)
+    return build_engine("faceboxes", out, options).path
+
+
+def test_fp32_plan_reproduces_torch_eager(fp32_plan: Path, astronaut_path: Path) -> None:
+    model = load_weights(create_model("faceboxes"), bundled_weights("faceboxes"), "faceboxes").eval()
+    image = model_preprocessing(model).apply(read_image(astronaut_path), SIZE)[None]
+    with torch.no_grad():
+        loc, conf = model(torch.from_numpy(image))
+    engine = load_engine(fp32_plan, threads=1)
+    outputs = engine.run(image)
+    assert [b.name for b in engine.outputs] == ["loc", "conf"]
+    np.testing.assert_allclose(outputs["loc"], loc.numpy(), atol=1e-4)
+    np.testing.assert_allclose(outputs["conf"], conf.numpy(), atol=1e-4)
+    assert engine.plan.source["model"] == "faceboxes"
+    assert engine.plan.inputs[0].preprocessing == {
+        "channel_order": "BGR",
+        "mean": [104.0, 117.0, 123.0],
+        "std": [1.0, 1.0, 1.0],
+    }
+
+
+def test_int8_plan_is_qdq_and_finds_the_face(int8_plan: Path, fp32_plan: Path, astronaut_path: Path) -> None:
+    engine = load_engine(int8_plan)
+    ops = Counter(node.op_type for node in onnx.load_from_string(engine.plan.model).graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["Conv"] > 0
+    assert engine.plan.precision == "int8" and engine.plan.calibration_method == "entropy"
+    assert engine.plan.calibration is not None
+    photo = read_image(astronaut_path)
+    ours = load_detector(str(int8_plan)).detect(photo).above(0.5)
+    reference = load_detector(str(fp32_plan)).detect(photo).above(0.5)
+    assert len(ours) == len(reference) == 1
+    assert float(box_iou(ours.boxes, reference.boxes)[0, 0]) > 0.9
+
+
+def test_engine_checks_inputs_and_runs_a_batch_in_chunks(fp32_plan: Path) -> None:
+    engine = load_engine(fp32_plan, threads=1)
+    batch = np.random.default_rng(0).standard_normal((2, 3, *SIZE)).astype(np.float32)
+    together = engine.run(batch)
+    apart = [engine.run(batch[i : i + 1]) for i in range(2)]
+    for name in together:
+        np.testing.assert_array_equal(together[name], np.concatenate([a[name] for a in apart]))
+    with pytest.raises(ShapeError, match=r"must be of shape \(1, 3, height, width\)"):
+        engine.run(batch[:, :2])
+    with pytest.raises(ShapeError, match="must be float32"):
+        engine.run(batch.astype(np.float64))
+    with pytest.raises(ShapeError, match="missing"):
+        engine.run({"other": batch})
+
+
+def test_tuned_plan_records_the_chosen_tactic(tmp_path: Path) -> None:
+    options = BuildOptions(input_size=(64, 96), tune=True, threads=(1,))
+    result = build_engine("faceboxes", tmp_path / "tuned.plan", options)
+    assert result.tuning is not None and len(result.tuning.rows) == 2  # two graph optimisation levels
+    session = load_engine(result.path).plan.tactics["session"]
+    assert session == result.tuning.tactic.as_dict() and session["threads"] == 1
+
+
+def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="calibration images"):
+        BuildOptions(precision="int8")
+    with pytest.raises(ConfigError, match="precision"):
+        BuildOptions(precision="int4")
+    assert not list(tmp_path.iterdir())
