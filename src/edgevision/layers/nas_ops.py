@@ -42,6 +42,7 @@ from torch import nn
 
 from edgevision.errors import ConfigError
 from edgevision.layers.conv_bn import ConvBNAct
+from edgevision.layers.pooling import global_avg_pool
 
 # ------------------------------------------------------------------------------------------------
 # The genotype encoding
@@ -418,7 +419,7 @@ class AuxiliaryHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
-        return self.classifier(x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3]))
+        return self.classifier(global_avg_pool(x))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -533,9 +534,7 @@ class CellNetwork(nn.Module):
         return F.relu(self._run_cells(x)[0])
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        # Global average pool written as a sum, as MobileNetV2's, for ONNX opset 17 with dynamic H, W.
-        x = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
-        return self.classifier(x)
+        return self.classifier(global_avg_pool(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         features, aux_input = self._run_cells(x)

@@ -17,6 +17,7 @@ from torch import nn
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.inverted_residual import InvertedResidual, make_divisible
+from edgevision.layers.pooling import global_avg_pool
 from edgevision.models._registry import register_model
 
 # Table 2: expansion factor t, output channels c, repeats n, stride of the first repeat s.
@@ -115,10 +116,7 @@ class MobileNetV2(nn.Module):
         return maps
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        # Global average pool. Written as a sum: torch.export lowers mean / adaptive pooling to
-        # an opset-18 ReduceMean that ONNX cannot convert down to opset 17 with dynamic H, W.
-        x = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
-        return self.classifier(x)
+        return self.classifier(global_avg_pool(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -24,6 +24,7 @@ import torchvision
 from torch import nn
 
 from edgevision.layers.deform_conv import DeformConv2d
+from edgevision.layers.pooling import global_avg_pool
 from edgevision.models._registry import register_model
 
 TORCHVISION_RESNETS: dict[int, Callable[..., torchvision.models.ResNet]] = {
@@ -87,10 +88,7 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        # Global average pool, as a sum: torch.export lowers mean / adaptive pooling to an opset-18
-        # ReduceMean that ONNX cannot convert down to opset 17 with dynamic H, W.
-        x = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
-        return self.fc(x)
+        return self.fc(global_avg_pool(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
