@@ -4,21 +4,22 @@ under a seed (timm-style), so a new model is tested the day it is registered.
 A model that only takes one input size (MobileFaceNet's GDConv spans its whole final map) says so
 with a ``fixed_input_size = (H, W)`` attribute; it is run at that size and exported without
 dynamic H/W. Every other model runs at 96x128, or at its ``default_input_size`` when that is
-smaller (CIFAR's 32x32), and is exported with dynamic H/W. A model whose
-forward takes more than the image (R-FCN takes RoIs too) builds its own inputs with
-``example_inputs(batch, input_size)``; a model with an op that ONNX lacks names the reason in an
-``onnx_export_blocker`` attribute, and its export test is skipped with that reason.
+smaller (CIFAR's 32x32), and is exported with dynamic H/W. A model whose forward takes more than
+the image (R-FCN takes RoIs too) builds its own inputs with ``example_inputs(batch, input_size)``.
+Ops ONNX lacks (deformable RoI pooling) export as engine plugins, so ONNX Runtime runs every
+model through :func:`edgevision.deploy.plugins.make_session`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
+import onnx
 import pytest
 import torch
 from torch import nn
 
 from edgevision.deploy.export import export_onnx
+from edgevision.deploy.plugins import make_session
 from edgevision.models import create_model, list_models
 
 DEFAULT_INPUT_SIZE = (96, 128)
@@ -69,19 +70,17 @@ def test_deterministic_under_a_seed(name: str) -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_onnx_runtime_equals_pytorch(name: str, tmp_path) -> None:
     model = seeded(name).eval()
-    blocker = getattr(model, "onnx_export_blocker", None)
-    if blocker:
-        pytest.skip(blocker)
     fixed = getattr(model, "fixed_input_size", None)
     path = export_onnx(
         model, tmp_path / f"{name}.onnx", input_size=input_size_of(model), dynamic=fixed is None
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = make_session(onnx.load(path))
     torch.manual_seed(1)
-    (image,) = inputs_for(model, 1)
+    inputs = inputs_for(model, 1)
     with torch.no_grad():
-        expected = as_tuple(model(image))
-    actual = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+        expected = as_tuple(model(*inputs))
+    feeds = {binding.name: value.numpy() for binding, value in zip(session.get_inputs(), inputs, strict=True)}
+    actual = session.run(None, feeds)
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         scale = max(1.0, float(want.abs().max()))

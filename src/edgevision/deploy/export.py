@@ -26,6 +26,7 @@ from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
 from edgevision.deploy.plugins import translation_table as plugin_translation_table
 from edgevision.errors import InputFileError, ShapeError
 from edgevision.layers.deform_conv import DeformConv2d
+from edgevision.models.complexity import example_inputs
 
 INPUT_NAME = "image"
 DEFAULT_OPSET = 17
@@ -44,7 +45,9 @@ def export_onnx(
 
     Args:
         model: a network ``(1, 3, H, W) -> tensor or tuple of tensors``; it is exported in eval
-            mode and left in the mode it was in.
+            mode and left in the mode it was in. A model with ``example_inputs(batch, size)``
+            (R-FCN: image and RoIs) is traced on those, its inputs named by
+            ``onnx_input_names``; the inputs after the image get a dynamic first axis.
         path: the ``.onnx`` file to write; its folder is created.
         input_size: ``(H, W)`` of the example input that is traced.
         dynamic: make H and W dynamic axes (named ``height`` and ``width``); else the file only
@@ -71,17 +74,23 @@ def export_onnx(
     elif deformable and opset < DEFORM_CONV_OPSET:
         raise ValueError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
     device = next(model.parameters(), torch.empty(0)).device
-    example = torch.zeros(1, 3, *input_size, device=device)
-    dynamic_shapes = ({2: torch.export.Dim("height"), 3: torch.export.Dim("width")},) if dynamic else None
+    examples = example_inputs(model, input_size)
+    names = list(getattr(model, "onnx_input_names", None) or [INPUT_NAME])
+    if len(names) != len(examples):
+        raise ValueError(f"the model takes {len(examples)} inputs, but names {len(names)}: {names}")
+    image_axes = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    # Inputs after the image (R-FCN's RoIs) have a dynamic count.
+    other_axes = [{0: torch.export.Dim(f"num_{name}")} for name in names[1:]]
+    dynamic_shapes = (image_axes, *other_axes) if dynamic else None
     was_training = model.training
     model.eval()
     try:
         program = torch.onnx.export(
             model,
-            (example,),
+            tuple(t.to(device) for t in examples),
             dynamo=True,
             opset_version=opset,
-            input_names=[INPUT_NAME],
+            input_names=names,
             dynamic_shapes=dynamic_shapes,
             custom_translation_table={**TRANSLATION_TABLE, **plugin_translation_table()},
             optimize=optimize,

@@ -71,6 +71,9 @@ def deform_roi_pool(
     Shape: input ``(B, C, H, W)``, rois ``(K, 5)``, offset ``(K, 2, k_h, k_w)`` ->
     ``(K, C, k_h, k_w)``.
     """
+    if _exporting_plugin("deform_roi_pool"):
+        op = torch.ops.edgevision.deform_roi_pool
+        return op(input, rois, offset, list(_pair(output_size)), spatial_scale, sampling_ratio, gamma, mode)
     return _deform_pool(
         input, rois, offset, _pair(output_size), spatial_scale, sampling_ratio, gamma, mode, False
     )
@@ -94,9 +97,20 @@ def deform_ps_roi_pool(
     Shape: input ``(B, C, H, W)``, rois ``(K, 5)``, offset ``(K, 2, k_h, k_w)`` ->
     ``(K, C / (k_h * k_w), k_h, k_w)``.
     """
+    if _exporting_plugin("deform_ps_roi_pool"):
+        op = torch.ops.edgevision.deform_ps_roi_pool
+        return op(input, rois, offset, list(_pair(output_size)), spatial_scale, sampling_ratio, gamma, mode)
     return _deform_pool(
         input, rois, offset, _pair(output_size), spatial_scale, sampling_ratio, gamma, mode, True
     )
+
+
+def _exporting_plugin(name: str) -> bool:
+    """Whether ``torch.export`` is tracing and the engine's plugin op ``edgevision::name`` exists:
+    ONNX has no deformable RoI pooling, so an export records the plugin op (one node, which
+    :mod:`edgevision.deploy.plugins` runs) instead of the ops of :func:`_deform_pool`. Importing
+    :mod:`edgevision.deploy.export` defines the plugin ops."""
+    return torch.compiler.is_exporting() and hasattr(torch.ops.edgevision, name)
 
 
 class DeformRoIPool(nn.Module):

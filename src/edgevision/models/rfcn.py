@@ -123,11 +123,7 @@ class DeformableRFCN(nn.Module):
 
     # (H, W): a 4:3 COCO image with its shorter side at 600 pixels (DCN Sec. 4.1).
     default_input_size = (600, 800)
-    onnx_export_blocker = (
-        "deformable PS RoI pooling has no ONNX op: the op exports as the engine plugin "
-        "edgevision::DeformPSRoIPool (tests/deploy/test_plugins.py), but this model's layers do not "
-        "call the plugin op yet and export_onnx takes one image input, not (images, rois)"
-    )
+    onnx_input_names = ("image", "rois")  # deformable PS RoI pooling exports as an engine plugin
 
     def __init__(self, config: RFCNConfig | None = None) -> None:
         super().__init__()
