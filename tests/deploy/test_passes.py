@@ -17,9 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.data.io import read_image
 from edgevision.deploy.export import export_onnx
-from edgevision.deploy.passes import DEFAULT_PASSES, format_reports, run_passes
+from edgevision.deploy.passes import DEFAULT_PASSES, format_reports, fuse_crelu, run_passes
 from edgevision.deploy.passes.concat_elimination import in_place_concats
-from edgevision.deploy.passes.crelu import fuse_crelu
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_bias import fold_bias
 from edgevision.deploy.passes.fold_constants import fold_constants
@@ -27,6 +26,10 @@ from edgevision.deploy.passes.fusion_groups import fusion_groups
 from edgevision.models import create_model
 from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
+
+
+# Every pass, the optional C.ReLU fusion included.
+ALL_PASSES = (*DEFAULT_PASSES, fuse_crelu)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -73,7 +76,7 @@ def test_every_pass_keeps_faceboxes_outputs(faceboxes_raw, astronaut_path, size)
     feeds = {"image": photo_input(astronaut_path, size, (104.0, 117.0, 123.0), 1.0)}
     expected = run(faceboxes_raw, feeds)
     model = faceboxes_raw
-    for builder_pass in DEFAULT_PASSES:
+    for builder_pass in ALL_PASSES:
         model, report = builder_pass(model)
         onnx.checker.check_model(model)
         assert_same_outputs(expected, run(model, feeds), report.name)
@@ -88,7 +91,7 @@ def test_every_pass_keeps_mobilenet_v2_outputs(mobilenet_raw, astronaut_path):
     feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
     expected = run(mobilenet_raw, feeds)
     model = mobilenet_raw
-    for builder_pass in DEFAULT_PASSES:
+    for builder_pass in ALL_PASSES:
         model, report = builder_pass(model)
         assert_same_outputs(expected, run(model, feeds), report.name)
     assert np.argmax(expected[0]) == np.argmax(run(model, feeds)[0])
@@ -98,15 +101,19 @@ def test_builder_log_counts_faceboxes_layers(faceboxes_raw):
     model, reports = run_passes(faceboxes_raw)
     log = format_reports(reports)
     by_name = {report.name: report for report in reports}
-    # The exporter's raw graph: 311 nodes, 27 of them BN; 108 once built.
-    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 108)
+    # The exporter's raw graph: 311 nodes, 27 of them BN; 112 once built.
+    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 112)
     assert by_name["Conv+BN folding"].op_changes() == {"BatchNormalization": -27}
-    assert by_name["C.ReLU fusion"].op_changes() == {"Concat": -2, "Neg": -2}
     # Three Inception modules of three 1x1s each, and three head levels of (loc, conf).
     assert by_name["horizontal fusion"].op_changes() == {"Conv": -9, "Relu": -6, "Split": 6}
     assert Counter(n.op_type for n in model.graph.node)["Conv"] == 33 - 9
     assert "[Conv+BN folding] layers 148 -> 121 (BatchNormalization -27)" in log
-    assert "5 of 5 concats can be written in place" in log
+    # Channel concats at batch 1, each input written by a node and read by no other concat,
+    # including C.ReLU's two (conv output and its negation).
+    assert "7 of 7 concats can be written in place" in log
+    # The optional C.ReLU fusion takes RDCL's two Neg + Concat pairs.
+    _, crelu = fuse_crelu(model)
+    assert crelu.op_changes() == {"Concat": -2, "Neg": -2}
 
 
 def test_fusion_groups_are_what_onnx_runtime_fuses(faceboxes_raw, tmp_path):
@@ -117,7 +124,8 @@ def test_fusion_groups_are_what_onnx_runtime_fuses(faceboxes_raw, tmp_path):
     ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     fused = Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
     groups = fusion_groups(model)
-    assert len(groups) == fused["FusedConv"] == 21
+    # 21 convs + ReLU, less RDCL's two whose ReLU comes after the C.ReLU concat.
+    assert len(groups) == fused["FusedConv"] == 19
     assert set(groups) == {("Conv", "Relu")}
 
 

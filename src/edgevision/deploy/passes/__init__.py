@@ -2,8 +2,11 @@
 
 Each pass is a pure function ``model -> (new model, PassReport)``; :func:`run_passes` runs a list
 of them in order and :func:`format_reports` prints the builder's log (layers before and after
-each pass). ``DEFAULT_PASSES`` is the fp32 pipeline: every pass in it keeps the outputs of the
-graph it is given (tests hold them to 1e-5 relative on FaceBoxes and MobileNetV2).
+each pass). ``DEFAULT_PASSES`` is the pipeline the builder runs: every pass keeps the outputs of the graph
+it is given (tests hold them to 1e-5 relative on FaceBoxes and MobileNetV2). :func:`fuse_crelu`
+is available but not a default: on this CPU with ONNX Runtime 1.32 the doubled convolution costs
+more than the ``Neg`` + ``Concat`` it removes (FaceBoxes at 640x480, 1 thread: fp32 plan
+8.70 -> 6.78 ms and int8 4.98 -> 4.63 ms without it; benchmarks/engine_int8.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ DEFAULT_PASSES: tuple[Pass, ...] = (
     eliminate_dead_layers,
     fold_batchnorm,
     fold_bias,
-    fuse_crelu,
     fuse_horizontal,
     find_fusion_groups,
     analyse_concats,
@@ -52,4 +54,4 @@ def format_reports(reports: Sequence[PassReport]) -> str:
     return "\n".join(str(report) for report in reports)
 
 
-__all__ = ["DEFAULT_PASSES", "Pass", "PassReport", "format_reports", "run_passes"]
+__all__ = ["DEFAULT_PASSES", "fuse_crelu", "Pass", "PassReport", "format_reports", "run_passes"]
