@@ -249,8 +249,10 @@ def make_session(
     model: onnx.ModelProto,
     options: ort.SessionOptions | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    disabled_optimizers: Sequence[str] = (),
 ) -> ort.InferenceSession:
-    """An ONNX Runtime session of ``model`` that runs its plugin nodes with their numpy reference.
+    """An ONNX Runtime session of ``model`` that runs its plugin nodes with their numpy reference
+    (``disabled_optimizers`` are ONNX Runtime graph optimisers to leave out).
 
     When the model has plugin nodes, the session runs a rewritten copy (see the module docstring)
     and the onnxruntime-extensions library is registered in ``options`` (a new one if ``None``),
@@ -267,7 +269,12 @@ def make_session(
         if options not in _EXTENDED_OPTIONS:  # a second registration fails the session
             options.register_custom_ops_library(get_library_path())
             _EXTENDED_OPTIONS.add(options)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
+    return ort.InferenceSession(
+        model.SerializeToString(),
+        options,
+        providers=list(providers),
+        disabled_optimizers=list(disabled_optimizers),
+    )
 
 
 def plugins_used(model: onnx.ModelProto) -> list[PluginSpec]:

@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from edgevision.deploy.plan import Binding, Plan, read_plan
 from edgevision.deploy.plugins import make_session
-from edgevision.deploy.tuning import Tactic
+from edgevision.deploy.tuning import DISABLED_OPTIMIZERS, Tactic
 from edgevision.errors import ShapeError
 
 
@@ -104,8 +104,12 @@ def load_engine(path: str | Path, threads: int | None = None) -> Engine:
 def _create_session(plan: Plan, options: ort.SessionOptions) -> ort.InferenceSession:
     """A CPU session for the plan's model, with its plugins' kernels registered if it has any."""
     if plan.plugins:
-        return make_session(onnx.ModelProto.FromString(plan.model), options)
-    return ort.InferenceSession(plan.model, options, providers=["CPUExecutionProvider"])
+        return make_session(
+            onnx.ModelProto.FromString(plan.model), options, disabled_optimizers=DISABLED_OPTIMIZERS
+        )
+    return ort.InferenceSession(
+        plan.model, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
+    )
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int | str, ...]) -> bool:

@@ -47,6 +47,10 @@ ISA_FLAGS = tuple(
     "avx avx2 fma f16c avx512f avx512bw avx512_vnni avx_vnni avx512_bf16 avx512_fp16 amx_tile amx_int8 "
     "amx_bf16 asimd asimdhp asimddp i8mm bf16 sve sve2 sme".split()
 )
+# ONNX Runtime optimisers a plan's sessions run without: WeightBiasQuantization quantises (per
+# tensor) the fp32 weights of a Conv the builder kept in fp32 when Q/DQ surrounds it, undoing the
+# per-layer accuracy gate.
+DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 CACHE_FORMAT = "edgevision-timing/1"
 _CPUINFO = Path("/proc/cpuinfo")
 # What a session that cannot be built or run for a tactic raises (they share no base but Exception)
@@ -371,7 +375,12 @@ def _evaluate(
     """One candidate's row: run once, gate, then take the time cached for its :func:`timing_key` on
     ``cpu`` or time it."""
     try:
-        session = ort.InferenceSession(model, tactic.session_options(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model,
+            tactic.session_options(),
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
+        )
         missing = [value.name for value in session.get_inputs() if value.name not in feeds]
         if missing:
             raise ShapeError(f"the feeds {sorted(feeds)} lack the input(s) {missing} of the {tactic} model")
