@@ -320,7 +320,10 @@ def build(
     calib: Annotated[Path | None, typer.Option(help="folder of representative images (int8)")] = None,
     calibrator: Annotated[str, typer.Option(help="entropy, minmax, percentile or mse")] = "entropy",
     calib_images: Annotated[int, typer.Option(min=1, help="calibration images used at most")] = 64,
-    backend: Annotated[str, typer.Option(help="runtime: ort (ONNX Runtime, CPU)")] = "ort",
+    fp32_fallback: Annotated[
+        float | None, typer.Option(help="keep in fp32 the int8 layers adding more relative error than this")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="runtime: ort (ONNX Runtime) or openvino, both CPU")] = "ort",
     tune: Annotated[bool, typer.Option(help="time candidate tactics, keep the fastest accurate one")] = False,
     weights: Annotated[Path | None, typer.Option(help="weights for a registry model")] = None,
     arch: Annotated[str | None, typer.Option(help="architecture of a .pth checkpoint")] = None,
@@ -337,6 +340,7 @@ def build(
         calibration_dir=calib,
         calibrator=calibrator,
         calibration_images=calib_images,
+        fp32_fallback=fp32_fallback,
         backend=backend,
         tune=tune,
         input_size=_parse_size(input_size),

@@ -4,7 +4,6 @@ plan like a registry model, and bad inputs fail with one line."""
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -25,18 +24,6 @@ from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
 SIZE = (240, 320)  # small, for CPU time; not a multiple of the 128 px largest stride in W
-
-
-@pytest.fixture(scope="module")
-def calibration_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight WIDER train images (never the val images the AP is measured on)."""
-    train = data_dir / "widerface/WIDER_train/images"
-    if not train.is_dir():
-        pytest.skip(f"needs the WIDER train images at {train}")
-    folder = tmp_path_factory.mktemp("calibration")
-    for path in sorted(train.rglob("*.jpg"))[::150][:8]:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +72,21 @@ def test_int8_plan_is_qdq_and_finds_the_face(int8_plan: Path, fp32_plan: Path, a
     reference = load_detector(str(fp32_plan)).detect(photo).above(0.5)
     assert len(ours) == len(reference) == 1
     assert float(box_iou(ours.boxes, reference.boxes)[0, 0]) > 0.9
+
+
+def test_layer_gate_keeps_the_failing_layer_in_fp32(calibration_dir: Path, tmp_path: Path) -> None:
+    # At 0.8% added error the first conv (7x7/4 on raw pixels, 24 filters) is the one that fails.
+    options = BuildOptions(
+        precision="int8", calibration_dir=calibration_dir, input_size=SIZE, fp32_fallback=0.008
+    )
+    result = build_engine("faceboxes", tmp_path / "gated.plan", options)
+    kept = result.plan.tactics["fp32_layers"]
+    assert kept == ["node_conv2d"]
+    graph = onnx.load_from_string(result.plan.model).graph
+    conv = next(node for node in graph.node if node.name == "node_conv2d")
+    floats = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    assert conv.input[1] in floats  # its weights stay fp32, not a DequantizeLinear of int8
+    assert any("layer gate" in note and "node_conv2d" in note for note in result.notes)
 
 
 def test_engine_checks_inputs_and_runs_a_batch_in_chunks(fp32_plan: Path) -> None:

@@ -27,7 +27,6 @@ from edgevision.models import create_model
 from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
-
 # Every pass, the optional C.ReLU fusion included.
 ALL_PASSES = (*DEFAULT_PASSES, fuse_crelu)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
 from edgevision.deploy.calibration import (
     ImageFolderBatches,
     calibrate,
@@ -27,6 +28,7 @@ from edgevision.deploy.calibration import (
 )
 from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.importer import ImportedModel, import_model
+from edgevision.deploy.layer_gate import keep_failing_layers_in_fp32
 from edgevision.deploy.memory import MemoryReport, plan_memory
 from edgevision.deploy.passes import DEFAULT_PASSES, PassReport, format_reports, run_passes
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
@@ -38,7 +40,6 @@ from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, ma
 from edgevision.errors import ConfigError
 
 PRECISIONS = ("fp32", "int8")
-BACKENDS = ("ort",)
 CALIBRATION_CACHE_FORMAT = "edgevision-calibration/1"
 
 
@@ -53,8 +54,12 @@ class BuildOptions:
         calibrator: ``entropy``, ``minmax``, ``percentile`` or ``mse``.
         calibration_images: at most this many images are used (spread over the folder).
         per_channel: int8 weight scales per output channel (else per tensor), when not tuned.
-        exclude: node names kept in fp32 (layers that fail an accuracy gate).
-        backend: ``"ort"`` (ONNX Runtime, CPU).
+        exclude: node names kept in fp32 (by hand).
+        fp32_fallback: the per-layer accuracy gate (:mod:`.layer_gate`): layers whose
+            quantisation adds more relative error than this on the calibration images are kept
+            in fp32 (worst first, at most 8); None skips the gate.
+        backend: ``"ort"`` (ONNX Runtime, CPU) or ``"openvino"`` (OpenVINO's CPU plugin, an optional
+            extra; untuned).
         tune: time candidate tactics and keep the fastest that passes the gate.
         tolerance: the tuner's accuracy gate, max relative output error against fp32.
         threads: thread counts the tuner tries.
@@ -67,6 +72,7 @@ class BuildOptions:
     calibration_images: int = 64
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
+    fp32_fallback: float | None = None
     backend: str = "ort"
     tune: bool = False
     tolerance: float = 0.1
@@ -82,6 +88,8 @@ class BuildOptions:
             raise ConfigError(
                 f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
             )
+        if self.tune and self.backend != "ort":
+            raise ConfigError(f"tuning times ONNX Runtime sessions; build for {self.backend} without it")
         if self.precision == "int8" and self.calibration_dir is None:
             raise ConfigError("an int8 build needs a folder of calibration images (--calib DIR)")
 
@@ -122,6 +130,7 @@ def build_engine(
         calibration images, a bad option.
     """
     options = options or BuildOptions()
+    version = backend_version(options.backend)  # a missing optional backend fails before any work
     say = progress or (lambda _message: None)
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
@@ -146,19 +155,29 @@ def build_engine(
             f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
             f"{len(ranges)} activation ranges"
         )
+    exclude = list(options.exclude)
+
+    def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "int8.onnx"
+            return onnx.load(quantize_qdq(fp32, ranges, path, per_channel=per_channel, exclude=excluded))
+
+    if options.precision == "int8" and options.fp32_fallback is not None:
+        say("gating layers")
+        gate_batches = list(batches)[:8]
+        _, kept = keep_failing_layers_in_fp32(
+            fp32,
+            lambda extra: quantize(options.per_channel, [*exclude, *extra]),
+            gate_batches,
+            options.fp32_fallback,
+        )
+        exclude += kept
+        notes.append(f"[layer gate] tolerance {options.fp32_fallback}: kept in fp32 {kept or 'none'}")
 
     def build(tactic: Tactic) -> bytes:
         if tactic.precision == "fp32":
             return fp32.SerializeToString()
-        with tempfile.TemporaryDirectory() as folder:
-            path = quantize_qdq(
-                fp32,
-                ranges,
-                Path(folder) / "int8.onnx",
-                per_channel=tactic.per_channel,
-                exclude=options.exclude,
-            )
-            return path.read_bytes()
+        return quantize(tactic.per_channel, exclude).SerializeToString()
 
     tuning = None
     if options.tune:
@@ -190,6 +209,10 @@ def build_engine(
     say("planning memory")
     memory = _memory_report(final, {input_name: (1, 3, *imported.input_size)})
     tactics["passes"] = [report.name for report in reports]
+    if options.precision == "int8":
+        tactics["fp32_layers"] = exclude
+    plugins = tuple(Plugin(spec.domain, spec.op_type, spec.version) for spec in plugins_used(final))
+    check_plugins(options.backend, plugins)
     plan = Plan(
         model=model_bytes,
         precision=options.precision,
@@ -198,8 +221,10 @@ def build_engine(
         calibration_method=options.calibrator if options.precision == "int8" else None,
         calibration=calibration,
         tactics=tactics,
-        plugins=tuple(Plugin(spec.domain, spec.op_type, spec.version) for spec in plugins_used(final)),
+        plugins=plugins,
         source={**imported.source, "input_size": list(imported.input_size)},
+        backend=PLAN_NAMES[options.backend],
+        backend_version=version,
     )
     say("writing the plan")
     path = write_plan(output, plan)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from edgevision.data.io import atomic_write
+from edgevision.deploy.backends import Session
 from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
 from edgevision.deploy.plugins import translation_table as plugin_translation_table
 from edgevision.errors import InputFileError, ShapeError
@@ -127,7 +128,8 @@ class OnnxDetectorRuntime(nn.Module):
     float32, on the input's device.
 
     Args:
-        source: an ONNX file written by :func:`export_onnx`, or an open ONNX Runtime session.
+        source: an ONNX file written by :func:`export_onnx`, or an open session (ONNX Runtime's, or
+            a plan backend's :class:`edgevision.deploy.backends.Session`).
         network: the torch network the file was exported from, with the same config.
         intra_op_num_threads: threads per operator for a file; 0 is ONNX Runtime's default (one
             per physical core).
@@ -138,13 +140,11 @@ class OnnxDetectorRuntime(nn.Module):
     """
 
     def __init__(
-        self, source: str | Path | ort.InferenceSession, network: nn.Module, intra_op_num_threads: int = 0
+        self, source: str | Path | Session, network: nn.Module, intra_op_num_threads: int = 0
     ) -> None:
         super().__init__()
         self.session = (
-            source
-            if isinstance(source, ort.InferenceSession)
-            else _open_session(source, intra_op_num_threads)
+            _open_session(source, intra_op_num_threads) if isinstance(source, str | Path) else source
         )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 2:

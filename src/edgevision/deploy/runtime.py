@@ -1,9 +1,10 @@
-"""The runtime: a plan file loaded into ONNX Runtime, run by named bindings.
+"""The runtime: a plan file loaded into its backend, run by named bindings.
 
-``load_engine(path)`` reads and checks the plan (:mod:`edgevision.deploy.plan`), opens an ONNX
-Runtime session with the tactic the builder chose (threads, graph optimisation level) and
-registers the plugins the model needs. :meth:`Engine.run` checks every input against its binding
-(dtype, rank, fixed dimensions) and runs a batch larger than a plan's fixed batch of 1 in chunks.
+``load_engine(path)`` reads and checks the plan (:mod:`edgevision.deploy.plan`) and opens a session
+of the plan's backend (:mod:`edgevision.deploy.backends`: ONNX Runtime, with the plugins the model
+needs, or OpenVINO) with the tactic the builder chose (threads, graph optimisation level).
+:meth:`Engine.run` checks every input against its binding (dtype, rank, fixed dimensions) and runs a
+batch larger than a plan's fixed batch of 1 in chunks.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 
+from edgevision.deploy.backends import create_session, plan_backend
 from edgevision.deploy.plan import Binding, Plan, read_plan
-from edgevision.deploy.plugins import make_session
-from edgevision.deploy.tuning import DISABLED_OPTIMIZERS, Tactic
+from edgevision.deploy.tuning import Tactic
 from edgevision.errors import ShapeError
 
 
@@ -28,7 +27,7 @@ class Engine:
     Args:
         plan: a plan read by :func:`edgevision.deploy.plan.read_plan`.
         threads: threads per operator, overriding the plan's tactic; ``None`` keeps the tactic's
-            (or ONNX Runtime's default when the plan was not tuned).
+            (or the backend's default when the plan was not tuned).
     """
 
     def __init__(self, plan: Plan, threads: int | None = None) -> None:
@@ -37,7 +36,7 @@ class Engine:
         if threads is not None:
             tactic = replace(tactic, threads=threads)
         self.tactic = tactic
-        self.session = _create_session(plan, tactic.session_options())
+        self.session = create_session(plan, tactic)
         self.inputs: tuple[Binding, ...] = plan.inputs
         self.outputs: tuple[Binding, ...] = plan.outputs
 
@@ -89,27 +88,18 @@ class Engine:
 
 
 def plan_tactic(plan: Plan) -> Tactic:
-    """The session tactic the builder chose (``plan.tactics["session"]``), or ONNX Runtime's
-    defaults (all graph optimisations, one thread per physical core) for an untuned plan."""
+    """The session tactic the builder chose (``plan.tactics["session"]``), or the defaults of the
+    plan's backend (all graph optimisations, one thread per physical core) for an untuned plan."""
     if "session" in plan.tactics:
         return Tactic.from_dict(plan.tactics["session"])
-    return Tactic(precision=plan.precision, threads=0, graph_optimization_level="all")
+    return Tactic(
+        backend=plan_backend(plan), precision=plan.precision, threads=0, graph_optimization_level="all"
+    )
 
 
 def load_engine(path: str | Path, threads: int | None = None) -> Engine:
     """Read, check and load the plan file ``path`` (see :class:`Engine`)."""
     return Engine(read_plan(path), threads)
-
-
-def _create_session(plan: Plan, options: ort.SessionOptions) -> ort.InferenceSession:
-    """A CPU session for the plan's model, with its plugins' kernels registered if it has any."""
-    if plan.plugins:
-        return make_session(
-            onnx.ModelProto.FromString(plan.model), options, disabled_optimizers=DISABLED_OPTIMIZERS
-        )
-    return ort.InferenceSession(
-        plan.model, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
-    )
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int | str, ...]) -> bool:

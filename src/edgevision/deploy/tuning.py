@@ -36,7 +36,7 @@ from edgevision.data.io import atomic_write
 from edgevision.deploy.plan import PRECISIONS
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
-BACKENDS = ("ort",)
+BACKENDS = ("ort", "openvino")  # their sessions: edgevision.deploy.backends
 GRAPH_OPTIMIZATION_LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -72,10 +72,11 @@ class Tactic:
     """One session configuration to build and time.
 
     Attributes:
-        backend: the runtime; ``"ort"`` (ONNX Runtime, CPU execution provider).
+        backend: the runtime; ``"ort"`` (ONNX Runtime, CPU execution provider) or ``"openvino"``
+            (OpenVINO's CPU plugin; it takes ``threads`` and ignores ``graph_optimization_level``).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: what the build function makes.
         per_channel: int8 weight scales per Conv output channel, else per tensor; ignored unless int8.
-        threads: intra-op threads of the session; 0 is ONNX Runtime's default (one per physical
+        threads: intra-op threads of the session; 0 is the backend's default (one per physical
             core), which an untuned plan uses.
         graph_optimization_level: ``"basic"``, ``"extended"`` or ``"all"`` (ORT_ENABLE_*).
 
@@ -123,7 +124,9 @@ class Tactic:
 
     def session_options(self) -> ort.SessionOptions:
         """ONNX Runtime options: ``threads`` intra-op threads, one inter-op thread (nodes run in
-        sequence), and the graph optimisation level."""
+        sequence), and the graph optimisation level (:class:`ConfigError` for another backend)."""
+        if self.backend != "ort":
+            raise ConfigError(f"session options are ONNX Runtime's; this tactic's backend is {self.backend}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
