@@ -17,7 +17,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.data.io import read_image
 from edgevision.deploy.export import export_onnx
-from edgevision.deploy.passes import DEFAULT_PASSES, format_reports, fuse_crelu, run_passes
+from edgevision.deploy.passes import (
+    DEFAULT_PASSES,
+    format_reports,
+    fuse_crelu,
+    run_passes,
+    space_to_depth_stem,
+)
+from edgevision.deploy.passes.avgpool_conv import fold_avgpool_into_conv
 from edgevision.deploy.passes.concat_elimination import in_place_concats
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_bias import fold_bias
@@ -27,8 +34,8 @@ from edgevision.models import create_model
 from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
-# Every pass, the optional C.ReLU fusion included.
-ALL_PASSES = (*DEFAULT_PASSES, fuse_crelu)
+# Every pass, the optional C.ReLU fusion and space-to-depth stem included.
+ALL_PASSES = (*DEFAULT_PASSES, fuse_crelu, space_to_depth_stem)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -100,8 +107,10 @@ def test_builder_log_counts_faceboxes_layers(faceboxes_raw):
     model, reports = run_passes(faceboxes_raw)
     log = format_reports(reports)
     by_name = {report.name: report for report in reports}
-    # The exporter's raw graph: 311 nodes, 27 of them BN; 112 once built.
-    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 112)
+    # The exporter's raw graph: 311 nodes, 27 of them BN; 109 once built.
+    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 109)
+    # Each Inception's avg_pool 3x3 -> conv 1x1 branch becomes one 3x3 conv.
+    assert by_name["AvgPool+Conv folding"].op_changes() == {"AveragePool": -3}
     assert by_name["Conv+BN folding"].op_changes() == {"BatchNormalization": -27}
     # Three Inception modules of three 1x1s each, and three head levels of (loc, conf).
     assert by_name["horizontal fusion"].op_changes() == {"Conv": -9, "Relu": -6, "Split": 6}
@@ -220,3 +229,51 @@ def test_concat_of_a_graph_input_needs_a_copy():
     relu = helper.make_node("Relu", ["y"], ["r"])
     model = conv_model([relu, helper.make_node("Concat", ["y", "r"], ["z"], axis=1)], ["z"], inputs=[batch2])
     assert in_place_concats(model)["z"].startswith("copy: the inputs are not contiguous")
+
+
+def test_avgpool_folds_into_the_pointwise_conv_only_when_exact():
+    def model_with(count_include_pad: int) -> onnx.ModelProto:
+        pool = helper.make_node(
+            "AveragePool",
+            ["y"],
+            ["p"],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            count_include_pad=count_include_pad,
+        )
+        weight = numpy_helper.from_array(
+            np.random.default_rng(2).standard_normal((5, 4, 1, 1)).astype(np.float32), "w2"
+        )
+        conv = helper.make_node("Conv", ["p", "w2"], ["z"], name="pointwise")
+        return conv_model([pool, conv], ["z"], extra_inits=[weight])
+
+    exact = model_with(1)
+    folded, report = fold_avgpool_into_conv(exact)
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Conv"]
+    assert_same_outputs(run(exact, feeds_for(exact)), run(folded, feeds_for(exact)), "avgpool fold")
+    # Without the padding counted the border windows average fewer values: not a conv.
+    assert len(fold_avgpool_into_conv(model_with(0))[0].graph.node) == 3
+
+
+@pytest.mark.parametrize("size", [(20, 28), (17, 23)], ids=["multiple of 4", "not a multiple"])
+def test_space_to_depth_stem_is_exact_at_any_size(size):
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((6, 3, 7, 7)).astype(np.float32)
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="stem", pads=[3, 3, 3, 3], strides=[4, 4])
+    graph = helper.make_graph(
+        [conv],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    rewritten, report = space_to_depth_stem(model)
+    assert Counter(n.op_type for n in rewritten.graph.node)["SpaceToDepth"] == 1
+    feeds = {"x": rng.standard_normal((1, 3, *size)).astype(np.float32)}
+    expected = run(model, feeds)
+    assert expected[0].shape[2:] == (-(-size[0] // 4), -(-size[1] // 4))
+    assert_same_outputs(expected, run(rewritten, feeds), "space-to-depth")

@@ -3,10 +3,14 @@
 Each pass is a pure function ``model -> (new model, PassReport)``; :func:`run_passes` runs a list
 of them in order and :func:`format_reports` prints the builder's log (layers before and after
 each pass). ``DEFAULT_PASSES`` is the pipeline the builder runs: every pass keeps the outputs of the graph
-it is given (tests hold them to 1e-5 relative on FaceBoxes and MobileNetV2). :func:`fuse_crelu`
-is available but not a default: on this CPU with ONNX Runtime 1.32 the doubled convolution costs
-more than the ``Neg`` + ``Concat`` it removes (FaceBoxes at 640x480, 1 thread: fp32 plan
-8.70 -> 6.78 ms and int8 4.98 -> 4.63 ms without it; benchmarks/engine_int8.py).
+it is given (tests hold them to 1e-5 relative on FaceBoxes and MobileNetV2).
+
+Two rewrites are exact and available but not defaults, because on this CPU with ONNX Runtime
+1.32 they make FaceBoxes slower (640x480, 1 thread): :func:`fuse_crelu` (the doubled convolution
+costs more than the ``Neg`` + ``Concat`` it removes: fp32 plan 8.70 -> 6.78 ms and int8
+4.98 -> 4.63 ms without it) and :func:`space_to_depth_stem` (ONNX Runtime's blocked kernels
+already run the 3-channel 7x7/4 stem well; the rewrite adds a Pad and a SpaceToDepth: fp32
+9.16 vs 7.67 ms, int8 4.43 vs 4.28 ms).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import onnx
 
+from edgevision.deploy.passes.avgpool_conv import fold_avgpool_into_conv
 from edgevision.deploy.passes.concat_elimination import analyse_concats
 from edgevision.deploy.passes.crelu import fuse_crelu
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
@@ -24,6 +29,7 @@ from edgevision.deploy.passes.fold_constants import fold_constants
 from edgevision.deploy.passes.fuse_horizontal import fuse_horizontal
 from edgevision.deploy.passes.fusion_groups import find_fusion_groups
 from edgevision.deploy.passes.report import PassReport
+from edgevision.deploy.passes.space_to_depth import space_to_depth_stem
 
 Pass = Callable[[onnx.ModelProto], tuple[onnx.ModelProto, PassReport]]
 
@@ -32,6 +38,7 @@ DEFAULT_PASSES: tuple[Pass, ...] = (
     eliminate_dead_layers,
     fold_batchnorm,
     fold_bias,
+    fold_avgpool_into_conv,
     fuse_horizontal,
     find_fusion_groups,
     analyse_concats,
@@ -54,4 +61,12 @@ def format_reports(reports: Sequence[PassReport]) -> str:
     return "\n".join(str(report) for report in reports)
 
 
-__all__ = ["DEFAULT_PASSES", "fuse_crelu", "Pass", "PassReport", "format_reports", "run_passes"]
+__all__ = [
+    "DEFAULT_PASSES",
+    "fuse_crelu",
+    "space_to_depth_stem",
+    "Pass",
+    "PassReport",
+    "format_reports",
+    "run_passes",
+]
