@@ -53,6 +53,14 @@ class Preprocessing:
         return cls(str(data["channel_order"]), tuple(data["mean"]), tuple(data["std"]))
 
 
+# torchvision's ImageNet normalisation, in pixel units, on RGB: every ImageNet backbone here.
+IMAGENET_RGB = Preprocessing(
+    "RGB", (0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)
+)
+# Face recognition crops (MobileFaceNet, as InsightFace trains it): RGB, (x - 127.5) / 128.
+FACE_RGB = Preprocessing("RGB", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))
+
+
 def model_preprocessing(model: nn.Module) -> Preprocessing:
     """The preprocessing a registered model declares (``input_preprocessing``), or FaceBoxes-style
     mean-subtracted BGR from ``config.mean_bgr``, or raw BGR pixels."""

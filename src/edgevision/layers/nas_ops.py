@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgevision.data.preprocessing import IMAGENET_RGB
 from edgevision.errors import ConfigError
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.pooling import global_avg_pool
@@ -454,6 +455,8 @@ class CellNetwork(nn.Module):
     Inception. Any ``H, W`` works (at least 32 for the ImageNet stem); ``config.input_size`` is the
     paper's.
     """
+
+    input_preprocessing = IMAGENET_RGB
 
     def __init__(self, config: CellNetworkConfig) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgevision.data.preprocessing import FACE_RGB
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.inverted_residual import InvertedResidual
 from edgevision.models._registry import register_model
@@ -58,6 +59,8 @@ class MobileFaceNet(nn.Module):
     final 1x1 (512 for -M, 128 for -S). Not L2-normalised; the ArcFace loss and the verification
     code normalise. The input size is fixed: GDConv spans the whole final map.
     """
+
+    input_preprocessing = FACE_RGB
 
     def __init__(self, config: MobileFaceNetConfig | None = None) -> None:
         super().__init__()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgevision.data.preprocessing import Preprocessing
+from edgevision.data.preprocessing import IMAGENET_RGB
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.inverted_residual import InvertedResidual, make_divisible
 from edgevision.layers.pooling import global_avg_pool
@@ -55,10 +55,7 @@ class MobileNetV2(nn.Module):
     """
 
     default_input_size = (224, 224)  # (H, W): ImageNet, the paper's Table 4
-    # torchvision's ImageNet normalisation, in pixel units, on RGB.
-    input_preprocessing = Preprocessing(
-        "RGB", (0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)
-    )
+    input_preprocessing = IMAGENET_RGB
 
     def __init__(self, config: MobileNetV2Config | None = None) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ import torch
 import torchvision
 from torch import nn
 
+from edgevision.data.preprocessing import IMAGENET_RGB
 from edgevision.layers.deform_conv import DeformConv2d
 from edgevision.layers.pooling import global_avg_pool
 from edgevision.models._registry import register_model
@@ -58,6 +59,7 @@ class ResNet(nn.Module):
     """
 
     default_input_size = (224, 224)  # (H, W): ImageNet, torchvision's weights
+    input_preprocessing = IMAGENET_RGB
 
     def __init__(self, config: ResNetConfig | None = None) -> None:
         super().__init__()

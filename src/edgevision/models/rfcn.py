@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgevision.data.preprocessing import IMAGENET_RGB
 from edgevision.errors import ShapeError
 from edgevision.layers.deform_roi_pool import DeformPSRoIPool, Mode
 from edgevision.models._registry import register_model
@@ -123,6 +124,7 @@ class DeformableRFCN(nn.Module):
 
     # (H, W): a 4:3 COCO image with its shorter side at 600 pixels (DCN Sec. 4.1).
     default_input_size = (600, 800)
+    input_preprocessing = IMAGENET_RGB  # the ImageNet-initialised backbone's
     onnx_input_names = ("image", "rois")  # deformable PS RoI pooling exports as an engine plugin
 
     def __init__(self, config: RFCNConfig | None = None) -> None:
