@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from edgevision.deploy.export import OnnxDetectorRuntime
-from edgevision.deploy.runtime import load_engine
+from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.detection.detector import Detector
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import UnknownModelError
@@ -43,11 +43,18 @@ def load_detector(
 
 
 def _plan_detector(path: Path, postprocess: PostProcess | None) -> Detector:
-    """A detector around a plan: the engine runs the network; anchors and decoding come from the
-    registered detector the plan was built from (its config, not its weights)."""
-    engine = load_engine(path)
+    return detector_from_engine(load_engine(path), postprocess)
+
+
+def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None) -> Detector:
+    """A detector around a loaded plan: the engine runs the network; anchors and decoding come
+    from the registered detector the plan was built from (its config, not its weights).
+
+    Raises:
+        UnknownModelError: the plan was not built from a registered detector.
+    """
     name = engine.plan.source.get("model")
     if name not in DETECTORS:
-        raise UnknownModelError(f"plan {path} was not built from a detector (its source is {name!r})")
+        raise UnknownModelError(f"the plan was not built from a detector (its source is {name!r})")
     network = OnnxDetectorRuntime(engine.session, create_model(name))
     return Detector(network, postprocess, torch.device("cpu"))

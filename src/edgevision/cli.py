@@ -111,15 +111,24 @@ def detect(
 ) -> None:
     """Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies."""
     from edgevision.api import load_detector
-    from edgevision.data.io import read_image, write_image
-    from edgevision.data.media import annotated_output_names, collect_media, is_video
-    from edgevision.visualize import draw_detections
+    from edgevision.data.media import collect_media
 
     if scale <= 0:
         raise ConfigError(f"--scale must be positive, got {scale}")
     media = collect_media(paths)
+    _detect_media(media, load_detector(model, weights=weights), out, json_lines, threshold, scale)
+
+
+def _detect_media(
+    media: list[Path], detector: Detector, out: Path | None, json_lines: bool, threshold: float, scale: float
+) -> None:
+    """Detect on every image and video of ``media`` (``collect_media``'s list): print the faces,
+    write annotated copies to ``out``. Shared by ``detect`` and ``run`` (detector plans)."""
+    from edgevision.data.io import read_image, write_image
+    from edgevision.data.media import annotated_output_names, is_video
+    from edgevision.visualize import draw_detections
+
     outputs = annotated_output_names(media)  # fails on two inputs that would share an output
-    detector = load_detector(model, weights=weights)
 
     def report(path: Path, detections: Detections, frame: int | None = None) -> None:
         if json_lines:
@@ -373,7 +382,7 @@ def run_plan(
 ) -> None:
     """Run a plan on images: faces for a detector plan, top classes for a classifier, else the
     output shapes."""
-    from edgevision.api import DETECTORS
+    from edgevision.api import DETECTORS, detector_from_engine
     from edgevision.data.io import read_image
     from edgevision.data.media import collect_media, is_video
     from edgevision.data.preprocessing import Preprocessing
@@ -381,7 +390,7 @@ def run_plan(
 
     engine = load_engine(plan, threads)
     if engine.plan.source.get("model") in DETECTORS:
-        detect([*inputs], model=str(plan), weights=None, out=None, json_lines=False, threshold=0.5, scale=1.0)
+        _detect_media(collect_media(inputs), detector_from_engine(engine), None, False, 0.5, 1.0)
         return
     binding = engine.inputs[0]
     preprocessing = (

@@ -27,11 +27,11 @@ class WeightsError(EdgeVisionError):
     """A weights file is missing, unreadable, or does not fit the model's architecture."""
 
 
-class ShapeError(EdgeVisionError):
+class ShapeError(EdgeVisionError, ValueError):
     """A tensor or array does not have the expected shape."""
 
 
-class ConfigError(EdgeVisionError):
+class ConfigError(EdgeVisionError, ValueError):
     """An option or parameter is out of its valid range."""
 
 

@@ -117,4 +117,17 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
         BuildOptions(precision="int8")
     with pytest.raises(ConfigError, match="precision"):
         BuildOptions(precision="int4")
+    with pytest.raises(ConfigError, match="unknown calibrator 'kl'"):
+        BuildOptions(calibrator="kl")
+    with pytest.raises(ConfigError, match="tolerance >= 0"):
+        BuildOptions(fp32_fallback=float("nan"))
+    with pytest.raises(ConfigError, match="takes more than an image"):
+        build_engine("rfcn_resnet50_dcn", tmp_path / "rfcn.plan")
+    with pytest.raises(ConfigError, match="only takes 112x112 inputs, not 224x224"):
+        build_engine(
+            "mobilefacenet",
+            tmp_path / "m.plan",
+            BuildOptions(input_size=(224, 224)),
+            weights=tmp_path / "w.pth",
+        )
     assert not list(tmp_path.iterdir())

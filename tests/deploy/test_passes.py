@@ -29,6 +29,7 @@ from edgevision.deploy.passes.concat_elimination import in_place_concats
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_bias import fold_bias
 from edgevision.deploy.passes.fold_constants import fold_constants
+from edgevision.deploy.passes.fuse_horizontal import fuse_horizontal
 from edgevision.deploy.passes.fusion_groups import fusion_groups
 from edgevision.models import create_model
 from edgevision.models.weights import load_weights
@@ -277,3 +278,13 @@ def test_space_to_depth_stem_is_exact_at_any_size(size):
     expected = run(model, feeds)
     assert expected[0].shape[2:] == (-(-size[0] // 4), -(-size[1] // 4))
     assert_same_outputs(expected, run(rewritten, feeds), "space-to-depth")
+
+
+def test_horizontal_fusion_leaves_graphs_below_opset_13_alone():
+    twin = helper.make_node("Conv", ["x", "w", "b"], ["y2"], name="twin", pads=[1, 1, 1, 1])
+    model = conv_model([twin], ["y", "y2"])
+    assert len(fuse_horizontal(model)[0].graph.node) == 2  # Conv + Split at opset 18
+    model.opset_import[0].version = 12  # Split's sizes were an attribute then, not an input
+    fused, report = fuse_horizontal(model)
+    assert len(fused.graph.node) == 2 and [n.op_type for n in fused.graph.node] == ["Conv", "Conv"]
+    assert report.details == ("skipped: opset 12 < 13",)

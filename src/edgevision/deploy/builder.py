@@ -9,10 +9,9 @@ Each step adds to the build log that ``edgevision build --report`` prints.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,11 @@ import onnxruntime as ort
 
 from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
 from edgevision.deploy.calibration import (
+    CALIBRATORS,
     ImageFolderBatches,
     calibrate,
+    calibration_cache_bytes,
     collect_activation_histograms,
-    model_digest,
 )
 from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.importer import ImportedModel, import_model
@@ -40,7 +40,6 @@ from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, ma
 from edgevision.errors import ConfigError
 
 PRECISIONS = ("fp32", "int8")
-CALIBRATION_CACHE_FORMAT = "edgevision-calibration/1"
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,12 @@ class BuildOptions:
             raise ConfigError(f"tuning times ONNX Runtime sessions; build for {self.backend} without it")
         if self.precision == "int8" and self.calibration_dir is None:
             raise ConfigError("an int8 build needs a folder of calibration images (--calib DIR)")
+        if self.calibrator not in CALIBRATORS:
+            raise ConfigError(
+                f"unknown calibrator {self.calibrator!r}; calibrators: {', '.join(CALIBRATORS)}"
+            )
+        if self.fp32_fallback is not None and not self.fp32_fallback >= 0:  # also refuses NaN
+            raise ConfigError(f"--fp32-fallback must be a tolerance >= 0, got {self.fp32_fallback}")
 
 
 @dataclass(frozen=True)
@@ -148,9 +153,10 @@ def build_engine(
             imported.preprocessing,
             limit=options.calibration_images,
         )
-        stats = collect_activation_histograms(fp32, list(batches))
+        calibration_batches = list(batches)
+        stats = collect_activation_histograms(fp32, calibration_batches)
         ranges = calibrate(stats, options.calibrator, skip_zeros=True)
-        calibration = _calibration_cache(ranges, options.calibrator, fp32)
+        calibration = calibration_cache_bytes(ranges, options.calibrator, fp32)
         notes.append(
             f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
             f"{len(ranges)} activation ranges"
@@ -164,7 +170,7 @@ def build_engine(
 
     if options.precision == "int8" and options.fp32_fallback is not None:
         say("gating layers")
-        gate_batches = list(batches)[:8]
+        gate_batches = calibration_batches[:8]
         _, kept = keep_failing_layers_in_fp32(
             fp32,
             lambda extra: quantize(options.per_channel, [*exclude, *extra]),
@@ -253,16 +259,6 @@ def _example_input(imported: ImportedModel, options: BuildOptions) -> np.ndarray
         )
         return next(iter(batches))["x"]
     return np.random.default_rng(0).standard_normal((1, 3, *imported.input_size)).astype(np.float32)
-
-
-def _calibration_cache(ranges: dict, method: str, model: onnx.ModelProto) -> bytes:
-    payload = {
-        "format": CALIBRATION_CACHE_FORMAT,
-        "method": method,
-        "model_sha256": model_digest(model),
-        "tensors": {name: asdict(value) for name, value in ranges.items()},
-    }
-    return json.dumps(payload, indent=1).encode()
 
 
 def _binding(value: onnx.ValueInfoProto, preprocessing: dict | None = None) -> Binding:

@@ -354,18 +354,26 @@ def model_digest(model: onnx.ModelProto | str | Path) -> str:
     return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
-def save_calibration_cache(
-    path: str | Path, ranges: Mapping[str, TensorRange], method: str, model: onnx.ModelProto | str | Path
-) -> Path:
-    """Write ``ranges`` as JSON (atomically) with ``method`` and the :func:`model_digest` of ``model``."""
+def calibration_cache_bytes(
+    ranges: Mapping[str, TensorRange], method: str, model: onnx.ModelProto | str | Path
+) -> bytes:
+    """The calibration cache: ``ranges`` as JSON with ``method`` and the :func:`model_digest` of
+    ``model`` (what :func:`save_calibration_cache` writes and a plan stores)."""
     payload = {
         "format": CACHE_FORMAT,
         "method": method,
         "model_sha256": model_digest(model),
         "tensors": {name: asdict(value) for name, value in ranges.items()},
     }
-    with atomic_write(path, "w") as handle:
-        json.dump(payload, handle, indent=1)
+    return json.dumps(payload, indent=1).encode()
+
+
+def save_calibration_cache(
+    path: str | Path, ranges: Mapping[str, TensorRange], method: str, model: onnx.ModelProto | str | Path
+) -> Path:
+    """Write the :func:`calibration_cache_bytes` of ``ranges`` to ``path`` (atomically)."""
+    with atomic_write(path) as handle:
+        handle.write(calibration_cache_bytes(ranges, method, model))
     return Path(path)
 
 

@@ -25,7 +25,7 @@ from edgevision.data.io import atomic_write
 from edgevision.deploy.backends import Session
 from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
 from edgevision.deploy.plugins import translation_table as plugin_translation_table
-from edgevision.errors import InputFileError, ShapeError
+from edgevision.errors import ConfigError, InputFileError, ShapeError
 from edgevision.layers.deform_conv import DeformConv2d
 from edgevision.models.complexity import example_inputs
 
@@ -62,23 +62,24 @@ def export_onnx(
             start from, as TensorRT starts from an unoptimised import.
 
     Raises:
-        ValueError: ``input_size`` is not two sizes of at least 2 pixels (torch.export
-            specialises sizes 0 and 1), ``opset`` is below 19 for a model with a
-            :class:`DeformConv2d`, the exporter could not produce ``opset``, or ``output_names``
-            does not have one name per output.
+        ShapeError: ``input_size`` is not two sizes of at least 2 pixels (torch.export
+            specialises sizes 0 and 1).
+        ConfigError: ``opset`` is below 19 for a model with a :class:`DeformConv2d`, the
+            exporter could not produce ``opset``, or the input or output names do not match the
+            model's inputs and outputs. Both are ``ValueError`` s.
     """
     if len(input_size) != 2 or min(input_size) < 2:
-        raise ValueError(f"input_size must be (H, W) with both >= 2, got {input_size}")
+        raise ShapeError(f"input_size must be (H, W) with both >= 2, got {input_size}")
     deformable = any(isinstance(m, DeformConv2d) for m in model.modules())
     if opset is None:
         opset = DEFORM_CONV_OPSET if deformable else DEFAULT_OPSET
     elif deformable and opset < DEFORM_CONV_OPSET:
-        raise ValueError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
+        raise ConfigError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
     device = next(model.parameters(), torch.empty(0)).device
     examples = example_inputs(model, input_size)
     names = list(getattr(model, "onnx_input_names", None) or [INPUT_NAME])
     if len(names) != len(examples):
-        raise ValueError(f"the model takes {len(examples)} inputs, but names {len(names)}: {names}")
+        raise ConfigError(f"the model takes {len(examples)} inputs, but names {len(names)}: {names}")
     image_axes = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     # Inputs after the image (R-FCN's RoIs) have a dynamic count.
     other_axes = [{0: torch.export.Dim(f"num_{name}")} for name in names[1:]]
@@ -103,14 +104,14 @@ def export_onnx(
     names = output_names or getattr(model, "onnx_output_names", None)
     names = names or [f"output_{i}" for i in range(len(outputs))]
     if len(names) != len(outputs):
-        raise ValueError(f"the model has {len(outputs)} outputs, got {len(names)} output names {names}")
+        raise ConfigError(f"the model has {len(outputs)} outputs, got {len(names)} output names {names}")
     for value, name in zip(outputs, names):
         value.name = name
     proto = program.model_proto
     # Below opset 18 the exporter converts down, and keeps 18 without raising when it cannot.
     produced = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
     if produced != opset:
-        raise ValueError(f"the ONNX exporter produced opset {produced}, not the requested {opset}")
+        raise ConfigError(f"the ONNX exporter produced opset {produced}, not the requested {opset}")
     with atomic_write(path) as handle:
         handle.write(proto.SerializeToString())
     return Path(path)

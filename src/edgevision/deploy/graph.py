@@ -177,3 +177,18 @@ def topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
             )
         pending = waiting
     return rebuild(model, ordered)
+
+
+def dequantized_names(model: onnx.ModelProto) -> dict[str, str]:
+    """Float tensor name -> the output of the ``DequantizeLinear(QuantizeLinear(tensor))`` pair
+    after it, in a Q/DQ model."""
+    graph = model.graph
+    readers = consumers(graph)
+    names = {}
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        after = [graph.node[i] for i in readers.get(node.output[0], [])]
+        if len(after) == 1 and after[0].op_type == "DequantizeLinear":
+            names[node.input[0]] = after[0].output[0]
+    return names

@@ -22,7 +22,7 @@ import onnx
 
 from edgevision.data.preprocessing import Preprocessing, model_preprocessing
 from edgevision.deploy.export import export_onnx
-from edgevision.errors import InputFileError, ShapeError, UnknownModelError
+from edgevision.errors import ConfigError, InputFileError, ShapeError, UnknownModelError
 from edgevision.models import create_model, list_models
 from edgevision.models.weights import load_weights
 from edgevision.weights import BUNDLED, bundled_weights
@@ -36,7 +36,7 @@ class ImportedModel:
 
     Attributes:
         model: the graph, one float32 image input ``(1, 3, H, W)`` (H and W dynamic for registry
-            models).
+            models that take any size).
         input_size: ``(H, W)`` the plan is built, calibrated, tuned and memory-planned for.
         preprocessing: how an image becomes the input.
         source: JSON values saying where the model came from (stored in the plan).
@@ -59,6 +59,7 @@ def import_model(
 
     Raises:
         UnknownModelError: ``source`` is neither a file nor a registered model name.
+        ConfigError: the model takes more than an image, or only another input size.
         WeightsError: the weights are missing or do not fit the architecture.
         InputFileError: an ONNX file does not load or has not exactly one 4-D float input.
         ShapeError: an ONNX file with dynamic H/W and no ``input_size``.
@@ -82,13 +83,21 @@ def _import_registered(
     name: str, weights: str | Path | None, input_size: tuple[int, int] | None
 ) -> ImportedModel:
     network = create_model(name)
+    if hasattr(network, "example_inputs"):
+        raise ConfigError(
+            f"{name!r} takes more than an image (e.g. RoIs); the builder takes one-input models"
+        )
+    fixed = getattr(network, "fixed_input_size", None)
+    if fixed is not None and input_size is not None and tuple(input_size) != tuple(fixed):
+        raise ConfigError(
+            f"{name!r} only takes {fixed[0]}x{fixed[1]} inputs, not {input_size[0]}x{input_size[1]}"
+        )
     weights = Path(weights) if weights is not None else bundled_weights(name)
     load_weights(network, weights, name)
-    size = tuple(input_size or getattr(network, "fixed_input_size", None) or network.default_input_size)
-    fixed = getattr(network, "fixed_input_size", None) is not None
+    size = tuple(input_size or fixed or network.default_input_size)
     with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
         exported = export_onnx(
-            network, Path(folder) / f"{name}.onnx", input_size=size, dynamic=not fixed, optimize=False
+            network, Path(folder) / f"{name}.onnx", input_size=size, dynamic=fixed is None, optimize=False
         )
         model = onnx.load(exported)
     source = {

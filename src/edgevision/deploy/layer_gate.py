@@ -6,7 +6,7 @@ a layer's output is read after its QuantizeLinear/DequantizeLinear pair, which i
 folded ReLU takes effect), and a layer fails the gate when the error its own quantisation adds
 exceeds ``tolerance``:
 
-    added error = rel_err(int8 output) - rel_err(the worst of its inputs)
+    added error = rel_err(int8 output) - rel_err(int8 input)
 
 with ``rel_err(t) = ||t_int8 - t_fp32|| / ||t_fp32||`` over all the inputs. Error inherited from
 earlier layers is not charged to a layer, though a large one still grows on its way through the
@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgevision.deploy.graph import consumers, only_reader, producers
+from edgevision.deploy.graph import consumers, dequantized_names, only_reader, producers
 
 GATED_OP_TYPES = ("Conv", "Gemm", "MatMul")
 FUSED_ACTIVATIONS = ("Relu", "Clip")
@@ -39,7 +39,7 @@ def layer_errors(
     # Layer inputs written by a node (graph inputs are exact in both models), and layer outputs.
     tensors = sorted({n.input[0] for n in nodes if n.input[0] in writers} | set(outputs.values()))
     # In the Q/DQ model a tensor's value as the next layer reads it is after its Q/DQ pair.
-    dequantised = _dequantised_names(int8)
+    dequantised = dequantized_names(int8)
     int8_names = [dequantised.get(name, name) for name in tensors]
     reference, quantised = _outputs(fp32, tensors, batches), _outputs(int8, int8_names, batches)
     errors = {
@@ -75,19 +75,6 @@ def _readers_of_output(model: onnx.ModelProto, layer: str) -> list[str]:
     """The gated layers that read ``layer``'s output."""
     tensor = _layer_outputs(model)[layer]
     return [node.name for node in model.graph.node if node.op_type in GATED_OP_TYPES and tensor in node.input]
-
-
-def _dequantised_names(model: onnx.ModelProto) -> dict[str, str]:
-    """Tensor name -> the output of the ``DequantizeLinear(QuantizeLinear(tensor))`` after it."""
-    readers = consumers(model.graph)
-    names = {}
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear":
-            continue
-        dq = [model.graph.node[i] for i in readers.get(node.output[0], [])]
-        if len(dq) == 1 and dq[0].op_type == "DequantizeLinear":
-            names[node.input[0]] = dq[0].output[0]
-    return names
 
 
 def _outputs(

@@ -218,10 +218,6 @@ def _size(value_type: onnx.TypeProto) -> int | None:
     return math.prod(dim.dim_value for dim in tensor.shape.dim) * itemsize
 
 
-def _format_shape(shape: onnx.TensorShapeProto) -> tuple[int | str, ...]:
-    return tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in shape.dim)
-
-
 def _round_up(size: int, alignment: int) -> int:
     return -(-size // alignment) * alignment
 

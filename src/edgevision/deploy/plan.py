@@ -81,9 +81,10 @@ class Plan:
         tactics: the choices the builder made, as JSON values (e.g. ``{"conv1": "winograd"}``).
         plugins: custom operators the model needs.
         extras: other members by file name, e.g. ``{"timing_cache.json": b"..."}``.
-        source: where the model came from, as JSON values: ``{"model": registry name, "config":
-            overrides, "weights_sha256": ...}`` for a registry model (a detector is rebuilt
-            around the plan from it: anchors, decoding), ``{"onnx_sha256": ...}`` for a file.
+        source: where the model came from, as JSON values: ``{"model": registry name, "weights":
+            ..., "weights_sha256": ..., "input_size": [H, W]}`` for a registry model (a detector
+            is rebuilt around the plan from it: anchors, decoding), ``{"onnx": ..., "onnx_sha256":
+            ...}`` for a file.
         backend: the runtime that runs the model.
         backend_version: its version when the plan was built.
         edgevision_version: edgevision's version when the plan was built.

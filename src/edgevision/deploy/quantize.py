@@ -33,7 +33,7 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from edgevision.data.io import atomic_write
 from edgevision.deploy.calibration import TensorRange, activation_tensors, load_model
-from edgevision.deploy.graph import topologically_sorted
+from edgevision.deploy.graph import dequantized_names, topologically_sorted
 from edgevision.errors import ConfigError
 
 # What quantize_static quantizes in QDQ format: ops with a QLinear kernel (Add, Concat, Mul, ...)
@@ -108,15 +108,10 @@ def _shapes_from_float(model: onnx.ModelProto) -> onnx.ModelProto:
     new = onnx.ModelProto()
     new.CopyFrom(model)
     graph = new.graph
-    dequantized = {}
+    float_of = {copy: name for name, copy in dequantized_names(new).items()}
     for node in graph.node:
-        if node.op_type == "DequantizeLinear":
-            quantize = next((n for n in graph.node if n.output[0] == node.input[0]), None)
-            if quantize is not None and quantize.op_type == "QuantizeLinear":
-                dequantized[node.output[0]] = quantize.input[0]
-    for node in graph.node:
-        if node.op_type in ("Shape", "Size") and node.input[0] in dequantized:
-            node.input[0] = dequantized[node.input[0]]
+        if node.op_type in ("Shape", "Size") and node.input[0] in float_of:
+            node.input[0] = float_of[node.input[0]]
     used = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
     unused = [
         node

@@ -20,13 +20,13 @@ FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 
 def in_place_concats(model: onnx.ModelProto) -> dict[str, str]:
     """Concat output name -> "in place" or the reason it needs a copy, for the concats of float
-    activations (integer concats build shapes: a few bytes, not worth a buffer)."""
+    activations of known rank (integer concats build shapes: a few bytes, not worth a buffer)."""
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     shapes = {
         info.name: [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
         for info in infos
-        if info.type.tensor_type.elem_type in FLOAT_TYPES
+        if info.type.tensor_type.elem_type in FLOAT_TYPES and info.type.tensor_type.shape.dim
     }
     graph = model.graph
     readers, writers = consumers(graph), producers(graph)

@@ -42,7 +42,8 @@ class ConstantConv:
 
 
 def constant_convs(model: onnx.ModelProto) -> dict[int, ConstantConv]:
-    """Index in ``graph.node`` -> the float ``Conv`` there, for those with constant parameters."""
+    """Index in ``graph.node`` -> the float 2-D ``Conv`` there, for those with constant parameters
+    (the passes rewrite 4-D filters only)."""
     values = constants(model)
     found = {}
     for index, node in enumerate(model.graph.node):
@@ -50,7 +51,7 @@ def constant_convs(model: onnx.ModelProto) -> dict[int, ConstantConv]:
             continue
         weight = values[node.input[1]]
         has_bias = len(node.input) > 2 and node.input[2]
-        if weight.dtype != np.float32 or (has_bias and node.input[2] not in values):
+        if weight.dtype != np.float32 or weight.ndim != 4 or (has_bias and node.input[2] not in values):
             continue
         bias = values[node.input[2]] if has_bias else np.zeros(weight.shape[0], np.float32)
         found[index] = ConstantConv(node, weight, bias.astype(np.float32))

@@ -20,15 +20,23 @@ from edgevision.deploy.graph import NameAllocator, consumers, only_reader, rebui
 from edgevision.deploy.passes.conv import ConstantConv, constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
+# Split takes its sizes as an input from opset 13 on.
+MIN_OPSET = 13
+
 
 def fuse_horizontal(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
+    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        return model, PassReport.of(
+            "horizontal fusion", model, model, [f"skipped: opset {opset} < {MIN_OPSET}"]
+        )
     graph = model.graph
     names, readers = NameAllocator(model), consumers(graph)
     siblings: dict[tuple, list[int]] = defaultdict(list)
-    for index, conv in constant_convs(model).items():
+    convs = constant_convs(model)
+    for index, conv in convs.items():
         if conv.group == 1:
             siblings[conv.geometry()].append(index)
-    convs = constant_convs(model)
     inserted: dict[int, list[onnx.NodeProto]] = {}  # first sibling's index -> conv + split
     removed: set[int] = set()
     new_values: dict[str, np.ndarray] = {}
