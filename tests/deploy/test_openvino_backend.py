@@ -82,10 +82,17 @@ def test_fp32_plan_matches_onnx_runtime_with_the_f32_hint(fp32_plan: Path, astro
         ("image", (1, 3, None, None))
     ]
     reference = _ort_engine(fp32_plan)
-    # The built size, and another one: H and W stay dynamic in OpenVINO as in the plan.
-    for size in (SIZE, (200, 296)):
+    # The built size, and another one: H and W stay dynamic in the plan; each size seen is
+    # compiled once, statically, with the same pinned hint.
+    compiled = {}
+    for size in (SIZE, (200, 296), SIZE):
         image = _image(astronaut_path, size)
         assert _relative_error(engine.run(image), reference.run(image)) <= 1e-4
+        static = engine.session.compiled_for({"image": image})
+        assert compiled.setdefault(size, static) is static
+        assert static.get_property(hints.inference_precision) == ov.Type.f32
+        assert [tuple(port.get_shape()) for port in static.inputs] == [(1, 3, *size)]
+    assert compiled[SIZE] is not compiled[(200, 296)]
 
 
 @needs_openvino

@@ -7,12 +7,19 @@ its default, the CPU plugin runs every float layer in bf16 on a CPU with avx512_
 moves FaceBoxes' fp32 outputs by 5e-3 to 8e-3 of their scale against ONNX Runtime (1e-6 with f32
 pinned; AMD EPYC with avx512_bf16, OpenVINO 2026.4, 240x320 and 480x640).
 
+A plan keeps dynamic H and W, which OpenVINO runs markedly slower than a static shape (FaceBoxes
+640x480, 1 thread: int8 5.3 ms dynamic, 3.7 ms static); so each input shape a session meets is
+compiled once, statically, and kept (the last :data:`SHAPE_CACHE_SIZE` shapes), as TensorRT
+builds an engine per optimisation profile.
+
 This module imports ``openvino`` (an optional extra); :func:`edgevision.deploy.backends.create_session`
 imports it only for a plan that needs it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,6 +34,7 @@ from edgevision.errors import ConfigError
 # run in int8 whatever the hint says, the rest in f32 as ONNX Runtime runs them.
 INFERENCE_PRECISIONS = {"fp32": ov.Type.f32, "int8": ov.Type.f32}
 VERSION = ov.__version__
+SHAPE_CACHE_SIZE = 8  # statically compiled input shapes kept per session
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,9 @@ class TensorInfo:
 class OpenVinoSession:
     """An ONNX model compiled for OpenVINO's CPU plugin, run like an ONNX Runtime session.
 
-    Each :meth:`run` uses a new infer request (about 10 us), so a session may be run from several
-    threads at once, as an ONNX Runtime session may.
+    Each :meth:`run` uses a new infer request (about 10 us) of the model compiled for the feeds'
+    shapes (compiled on first sight, under a lock), so a session may be run from several threads
+    at once, as an ONNX Runtime session may.
 
     Args:
         model: the serialized ONNX model; dynamic dimensions stay dynamic.
@@ -60,11 +69,15 @@ class OpenVinoSession:
             )
         if threads < 0:
             raise ConfigError(f"threads must be at least 0, got {threads}")
-        config = {hints.inference_precision: INFERENCE_PRECISIONS[precision]}
+        self.config = {hints.inference_precision: INFERENCE_PRECISIONS[precision]}
         if threads:
-            config[props.inference_num_threads] = threads
-        core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(model), "CPU", config)
+            self.config[props.inference_num_threads] = threads
+        self.core = ov.Core()
+        self.model = model
+        self.compiled = self.core.compile_model(self.core.read_model(model), "CPU", self.config)
+        self._dynamic = any(None in info.shape for info in self.get_inputs())
+        self._static: OrderedDict[tuple, ov.CompiledModel] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get_inputs(self) -> list[TensorInfo]:
         """The model's inputs, in order."""
@@ -78,8 +91,24 @@ class OpenVinoSession:
         """The outputs named ``output_names`` (``None``: all, in order) for the inputs ``feeds`` by
         name; the arrays are the caller's (copies of OpenVINO's buffers)."""
         names = output_names or [port.get_any_name() for port in self.compiled.outputs]
-        results = self.compiled.create_infer_request().infer(dict(feeds))
+        results = self.compiled_for(feeds).create_infer_request().infer(dict(feeds))
         return [results[name] for name in names]
+
+    def compiled_for(self, feeds: Mapping[str, np.ndarray]) -> ov.CompiledModel:
+        """The model compiled for the shapes of ``feeds`` (the dynamic one if it has no dynamic
+        dimension to fix)."""
+        if not self._dynamic:
+            return self.compiled
+        key = tuple(sorted((name, tuple(array.shape)) for name, array in feeds.items()))
+        with self._lock:
+            if key not in self._static:
+                model = self.core.read_model(self.model)
+                model.reshape({name: ov.PartialShape(list(shape)) for name, shape in key})
+                self._static[key] = self.core.compile_model(model, "CPU", self.config)
+                if len(self._static) > SHAPE_CACHE_SIZE:
+                    self._static.popitem(last=False)
+            self._static.move_to_end(key)
+            return self._static[key]
 
 
 def _info(port: ov.ConstOutput) -> TensorInfo:
