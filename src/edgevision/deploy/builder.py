@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
 from edgevision.deploy.calibration import (
@@ -34,7 +33,7 @@ from edgevision.deploy.passes import DEFAULT_PASSES, PassReport, format_reports,
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_constants import fold_constants
 from edgevision.deploy.plan import Binding, Plan, Plugin, write_plan
-from edgevision.deploy.plugins import plugins_used
+from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.quantize import quantize_qdq
 from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, max_relative_error_gate, tune
 from edgevision.errors import ConfigError
@@ -189,9 +188,7 @@ def build_engine(
     if options.tune:
         say("timing tactics")
         feeds = {input_name: _example_input(imported, options)}
-        reference = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-            None, feeds
-        )
+        reference = make_session(fp32).run(None, feeds)
         per_channel = (True, False) if options.precision == "int8" else (True,)
         tuning = tune(
             candidate_tactics([options.precision], threads=options.threads, per_channel=per_channel),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import onnxruntime as ort
 from edgevision.data.io import IMAGE_SUFFIXES, atomic_write, read_image
 from edgevision.data.media import collect_media
 from edgevision.data.preprocessing import Preprocessing
+from edgevision.deploy.plugins import make_session
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
 NUM_BINS = 2048  # histogram bins over [0, max |x|] (TensorRT)
@@ -143,7 +144,7 @@ def collect_activation_ranges(
         ShapeError: a batch lacks one of the model's inputs.
     """
     ranges: dict[str, tuple[float, float]] = {}
-    for values in _run_exposed(load_model(model), batches):
+    for values in run_exposed(load_model(model), batches):
         for name, array in values.items():
             low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
             old_low, old_high = ranges.get(name, (low, high))
@@ -169,7 +170,7 @@ def collect_activation_histograms(
     ranges = collect_activation_ranges(model, batches)
     hists = {name: np.zeros(num_bins, dtype=np.int64) for name in ranges}
     zeros = dict.fromkeys(ranges, 0)
-    for values in _run_exposed(model, batches):
+    for values in run_exposed(model, batches):
         for name, array in values.items():
             hists[name] += _abs_histogram(array, max(-ranges[name][0], ranges[name][1]), num_bins)
             zeros[name] += int(np.count_nonzero(array == 0))
@@ -186,24 +187,35 @@ def _abs_histogram(array: np.ndarray, amax: float, num_bins: int) -> np.ndarray:
     return np.bincount(np.minimum(index, num_bins - 1), minlength=num_bins)
 
 
-def _run_exposed(model: onnx.ModelProto, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
-    """Run ``model`` on each batch with every activation exposed; yield name -> array per batch."""
-    names = activation_tensors(model)
+def run_exposed(
+    model: onnx.ModelProto, batches: Iterable[Batch], names: Sequence[str] | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Run ``model`` on each batch with the tensors ``names`` (default: every
+    :func:`activation_tensors`) exposed as outputs and no graph optimisation (so every tensor
+    exists); yield name -> array per batch. Plugin nodes run through their kernels.
+
+    Raises:
+        ShapeError: a batch lacks one of the model's inputs.
+        ConfigError: ``batches`` is empty.
+    """
+    names = list(activation_tensors(model) if names is None else names)
     initializers = {tensor.name for tensor in model.graph.initializer}
     input_names = [info.name for info in model.graph.input if info.name not in initializers]
     exposed = onnx.shape_inference.infer_shapes(model)
     infos = {info.name: info for info in exposed.graph.value_info}
-    already = {info.name for info in exposed.graph.output}
-    exposed.graph.output.extend(infos[name] for name in names if name in infos and name not in already)
+    already = {info.name for info in exposed.graph.output} | set(input_names)
+    exposed.graph.output.extend(
+        infos.get(name) or onnx.ValueInfoProto(name=name) for name in names if name not in already
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = make_session(exposed, options)
     output_names = [output.name for output in session.get_outputs()]
     count = 0
     for batch in batches:
         missing = [name for name in input_names if name not in batch]
         if missing:
-            raise ShapeError(f"calibration batch lacks model input {missing[0]!r}; it has {sorted(batch)}")
+            raise ShapeError(f"batch lacks model input {missing[0]!r}; it has {sorted(batch)}")
         feed = {name: batch[name] for name in input_names}
         values = dict(zip(output_names, session.run(output_names, feed)))
         values.update(feed)  # graph inputs are not outputs: read them from the feed

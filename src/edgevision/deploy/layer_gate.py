@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
+from edgevision.deploy.calibration import run_exposed
 from edgevision.deploy.graph import consumers, dequantized_names, only_reader, producers
 
 GATED_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -80,19 +80,10 @@ def _readers_of_output(model: onnx.ModelProto, layer: str) -> list[str]:
 def _outputs(
     model: onnx.ModelProto, names: Sequence[str], batches: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, list[np.ndarray]]:
-    """Each tensor in ``names`` over ``batches``, with the tensors exposed as graph outputs."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {output.name for output in exposed.graph.output}
-    exposed.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names if name not in present)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    inputs = {value.name for value in session.get_inputs()}
+    """Each tensor in ``names`` over ``batches``."""
     values: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for batch in batches:
-        feeds = {name: array for name, array in batch.items() if name in inputs}
-        for name, array in zip(names, session.run(list(names), feeds), strict=True):
+    for batch in run_exposed(model, batches, names):
+        for name, array in batch.items():
             values[name].append(array)
     return values
 

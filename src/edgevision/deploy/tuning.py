@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from edgevision.data.io import atomic_write
 from edgevision.deploy.plan import PRECISIONS
+from edgevision.deploy.plugins import make_session
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
 BACKENDS = ("ort", "openvino")  # their sessions: edgevision.deploy.backends
@@ -53,8 +55,10 @@ ISA_FLAGS = tuple(
 DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 CACHE_FORMAT = "edgevision-timing/1"
 _CPUINFO = Path("/proc/cpuinfo")
-# What a session that cannot be built or run for a tactic raises (they share no base but Exception)
+# What a session that cannot be built or run for a tactic raises (they share no base but Exception);
+# a build that is not a model at all fails to parse (DecodeError).
 _SESSION_ERRORS = (
+    DecodeError,
     ort_errors.Fail,
     ort_errors.InvalidArgument,
     ort_errors.InvalidGraph,
@@ -378,11 +382,10 @@ def _evaluate(
     """One candidate's row: run once, gate, then take the time cached for its :func:`timing_key` on
     ``cpu`` or time it."""
     try:
-        session = ort.InferenceSession(
-            model,
+        session = make_session(
+            onnx.ModelProto.FromString(model),
             tactic.session_options(),
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(DISABLED_OPTIMIZERS),
+            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
         missing = [value.name for value in session.get_inputs() if value.name not in feeds]
         if missing:

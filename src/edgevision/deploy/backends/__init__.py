@@ -74,14 +74,8 @@ def create_session(plan: Plan, tactic: Tactic) -> Session:
     check_plugins(tactic.backend, plan.plugins)
     if tactic.backend == "openvino":
         return _openvino().OpenVinoSession(plan.model, plan.precision, tactic.threads)
-    options = tactic.session_options()
-    if plan.plugins:
-        return make_session(
-            onnx.ModelProto.FromString(plan.model), options, disabled_optimizers=DISABLED_OPTIMIZERS
-        )
-    return ort.InferenceSession(
-        plan.model, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS)
-    )
+    model = onnx.ModelProto.FromString(plan.model)
+    return make_session(model, tactic.session_options(), disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
 def backend_version(backend: str) -> str:
