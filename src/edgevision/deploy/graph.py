@@ -111,6 +111,25 @@ def rebuild(
     return new
 
 
+def replace_nodes(
+    model: onnx.ModelProto,
+    replacements: Mapping[int, onnx.NodeProto | Sequence[onnx.NodeProto]],
+    removed: Iterable[int] = (),
+    initializers: dict[str, np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    """A copy of ``model`` (by :func:`rebuild`) whose node at each index of ``replacements`` is
+    replaced by the given node(s) and whose nodes at the ``removed`` indices are dropped; the
+    graph order of everything else is kept."""
+    removed = set(removed)
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        if index in removed:
+            continue
+        new = replacements.get(index, node)
+        nodes.extend([new] if isinstance(new, onnx.NodeProto) else new)
+    return rebuild(model, nodes, initializers)
+
+
 class NameAllocator:
     """Hands out tensor and node names not yet used in a model (nor handed out before)."""
 

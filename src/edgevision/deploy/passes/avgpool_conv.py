@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, attributes, consumers, only_reader, rebuild
+from edgevision.deploy.graph import NameAllocator, attributes, consumers, only_reader, replace_nodes
 from edgevision.deploy.passes.conv import constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
@@ -42,8 +42,7 @@ def fold_avgpool_into_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Pas
         replacement[conv_index] = node
         removed.add(index)
         details.append(f"{pool.name or pool.output[0]} + {conv.node.name}: one {k_h}x{k_w} Conv")
-    nodes = [replacement.get(i, node) for i, node in enumerate(graph.node) if i not in removed]
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, replacement, removed, new_values)
     return new, PassReport.of("AvgPool+Conv folding", model, new, details)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, attributes, consumers, rebuild
+from edgevision.deploy.graph import NameAllocator, attributes, consumers, replace_nodes
 from edgevision.deploy.passes.conv import constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
@@ -46,8 +46,7 @@ def fuse_crelu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
         details.append(
             f"{conv.node.name or out}: Conv+Neg+Concat -> one Conv of {2 * conv.weight.shape[0]} filters"
         )
-    nodes = [replacement.get(i, node) for i, node in enumerate(graph.node) if i not in removed]
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, replacement, removed, new_values)
     return new, PassReport.of("C.ReLU fusion", model, new, details)
 
 

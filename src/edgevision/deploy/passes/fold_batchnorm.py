@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, attributes, constants, consumers, only_reader, rebuild
+from edgevision.deploy.graph import (
+    NameAllocator,
+    attributes,
+    constants,
+    consumers,
+    only_reader,
+    replace_nodes,
+)
 from edgevision.deploy.passes.conv import constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
@@ -31,10 +38,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]
         bias = (conv.bias - mean) * scale + beta
         replacement[bn_index] = conv_with(conv, weight, bias, bn.output[0], names, new_values)
         folded_convs.add(index)
-    nodes = [
-        replacement.get(index, node) for index, node in enumerate(graph.node) if index not in folded_convs
-    ]
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, replacement, folded_convs, new_values)
     details = (
         [f"folded {len(folded_convs)} BatchNormalization into the convs before them"] if folded_convs else []
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, constants, consumers, only_reader, rebuild
+from edgevision.deploy.graph import NameAllocator, constants, consumers, only_reader, replace_nodes
 from edgevision.deploy.passes.conv import constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
@@ -32,10 +32,7 @@ def fold_bias(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
             conv, conv.weight, conv.bias + channel_bias, add.output[0], names, new_values
         )
         folded_convs.add(index)
-    nodes = [
-        replacement.get(index, node) for index, node in enumerate(graph.node) if index not in folded_convs
-    ]
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, replacement, folded_convs, new_values)
     details = [f"folded {len(folded_convs)} Add into the convs before them"] if folded_convs else []
     return new, PassReport.of("bias folding", model, new, details)
 

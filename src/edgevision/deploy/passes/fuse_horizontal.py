@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, consumers, only_reader, rebuild
+from edgevision.deploy.graph import NameAllocator, consumers, only_reader, replace_nodes
 from edgevision.deploy.passes.conv import ConstantConv, constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
 
@@ -56,13 +56,7 @@ def fuse_horizontal(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport
             + " + ".join(convs[i].node.name or convs[i].node.output[0] for i in members)
             + " -> Conv + Split"
         )
-    nodes = []
-    for index, node in enumerate(graph.node):
-        if index in inserted:
-            nodes.extend(inserted[index])
-        elif index not in removed:
-            nodes.append(node)
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, inserted, removed, new_values)
     return new, PassReport.of("horizontal fusion", model, new, details)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgevision.deploy.graph import NameAllocator, attributes, rebuild
+from edgevision.deploy.graph import NameAllocator, attributes, replace_nodes
 from edgevision.deploy.passes.conv import ConstantConv, constant_convs
 from edgevision.deploy.passes.report import PassReport
 
@@ -39,8 +39,7 @@ def space_to_depth_stem(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassRe
             f"{conv.node.name}: {kernel}x{kernel}/{stride} conv on {channels} channels -> "
             f"SpaceToDepth({stride}) + conv on {channels * stride * stride}"
         )
-    nodes = [n for i, node in enumerate(model.graph.node) for n in replacement.get(i, [node])]
-    new = rebuild(model, nodes, new_values)
+    new = replace_nodes(model, replacement, (), new_values)
     return new, PassReport.of("space-to-depth stem", model, new, details)
 
 
