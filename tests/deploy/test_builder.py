@@ -89,14 +89,15 @@ def test_layer_gate_keeps_the_failing_layer_in_fp32(calibration_dir: Path, tmp_p
     assert any("layer gate" in note and "node_conv2d" in note for note in result.notes)
 
 
-def test_engine_checks_inputs_and_runs_a_batch_in_chunks(fp32_plan: Path) -> None:
+def test_engine_checks_inputs_and_runs_a_batch(fp32_plan: Path) -> None:
     engine = load_engine(fp32_plan, threads=1)
+    assert engine.inputs[0].shape == ("batch", 3, "height", "width")
     batch = np.random.default_rng(0).standard_normal((2, 3, *SIZE)).astype(np.float32)
     together = engine.run(batch)
     apart = [engine.run(batch[i : i + 1]) for i in range(2)]
     for name in together:
         np.testing.assert_array_equal(together[name], np.concatenate([a[name] for a in apart]))
-    with pytest.raises(ShapeError, match=r"must be of shape \(1, 3, height, width\)"):
+    with pytest.raises(ShapeError, match=r"must be of shape \(batch, 3, height, width\)"):
         engine.run(batch[:, :2])
     with pytest.raises(ShapeError, match="must be float32"):
         engine.run(batch.astype(np.float64))

@@ -79,7 +79,7 @@ def test_fp32_plan_matches_onnx_runtime_with_the_f32_hint(fp32_plan: Path, astro
     assert engine.session.compiled.get_property(hints.inference_precision) == ov.Type.f32
     assert engine.session.compiled.get_property(props.inference_num_threads) == 1
     assert [(info.name, info.shape) for info in engine.session.get_inputs()] == [
-        ("image", (1, 3, None, None))
+        ("image", (None, 3, None, None))
     ]
     reference = _ort_engine(fp32_plan)
     # The built size, and another one: H and W stay dynamic in the plan; each size seen is

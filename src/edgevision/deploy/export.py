@@ -41,6 +41,7 @@ def export_onnx(
     opset: int | None = None,
     output_names: Sequence[str] | None = None,
     optimize: bool = True,
+    dynamic_batch: bool = False,
 ) -> Path:
     """Write ``model`` to the ONNX file ``path`` (atomically) and return the path.
 
@@ -57,6 +58,8 @@ def export_onnx(
             ``DeformConv``) when ``model`` has a :class:`DeformConv2d`.
         output_names: one name per output; ``None`` takes ``model.onnx_output_names`` (FaceBoxes:
             ``("loc", "conf")``) or else ``output_0``, ``output_1``, ...
+        dynamic_batch: make the image's batch axis dynamic (named ``batch``; traced at batch 2,
+            as torch.export specialises a size of 1).
         optimize: run the exporter's own graph optimiser (constant folding, BN folding); False
             writes the raw graph, which the builder's passes (:mod:`edgevision.deploy.passes`)
             start from, as TensorRT starts from an unoptimised import.
@@ -77,13 +80,19 @@ def export_onnx(
         raise ConfigError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
     device = next(model.parameters(), torch.empty(0)).device
     examples = example_inputs(model, input_size)
+    if dynamic_batch:
+        if len(examples) != 1:
+            raise ConfigError("a dynamic batch needs a model with one (image) input")
+        examples = (examples[0].expand(2, *examples[0].shape[1:]).contiguous(),)
     names = list(getattr(model, "onnx_input_names", None) or [INPUT_NAME])
     if len(names) != len(examples):
         raise ConfigError(f"the model takes {len(examples)} inputs, but names {len(names)}: {names}")
-    image_axes = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    image_axes = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")} if dynamic else {}
+    if dynamic_batch:
+        image_axes[0] = torch.export.Dim("batch")
     # Inputs after the image (R-FCN's RoIs) have a dynamic count.
     other_axes = [{0: torch.export.Dim(f"num_{name}")} for name in names[1:]]
-    dynamic_shapes = (image_axes, *other_axes) if dynamic else None
+    dynamic_shapes = (image_axes, *other_axes) if dynamic or dynamic_batch else None
     was_training = model.training
     model.eval()
     try:

@@ -35,8 +35,8 @@ class ImportedModel:
     """A raw fp32 ONNX model and what the builder needs to know about it.
 
     Attributes:
-        model: the graph, one float32 image input ``(1, 3, H, W)`` (H and W dynamic for registry
-            models that take any size).
+        model: the graph, one float32 image input ``(N, 3, H, W)`` (N dynamic for registry models,
+            and H and W too for those that take any size).
         input_size: ``(H, W)`` the plan is built, calibrated, tuned and memory-planned for.
         preprocessing: how an image becomes the input.
         source: JSON values saying where the model came from (stored in the plan).
@@ -97,7 +97,12 @@ def _import_registered(
     size = tuple(input_size or fixed or network.default_input_size)
     with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
         exported = export_onnx(
-            network, Path(folder) / f"{name}.onnx", input_size=size, dynamic=fixed is None, optimize=False
+            network,
+            Path(folder) / f"{name}.onnx",
+            input_size=size,
+            dynamic=fixed is None,
+            optimize=False,
+            dynamic_batch=True,
         )
         model = onnx.load(exported)
     source = {

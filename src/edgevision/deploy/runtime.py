@@ -43,7 +43,8 @@ class Engine:
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by binding name for ``inputs`` by binding name (or the one input's array).
 
-        A batch larger than a plan's fixed batch of 1 runs one item at a time and is stacked.
+        Plans of registry models take any batch; a batch larger than a plan's fixed batch of 1
+        (an imported ONNX file with N = 1) runs one item at a time and is stacked.
 
         Raises:
             ShapeError: an input is missing, unknown, or of the wrong dtype, rank or size.
