@@ -13,7 +13,6 @@ boxes above 0.05 for NMS).
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 import typer
+from _machine import cpu_name, set_threads  # benchmarks/_machine.py
 from rich.console import Console
 from rich.table import Table
 
@@ -67,12 +67,6 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int) -> tuple[float,
     return float(np.median(samples)), float(np.percentile(samples, 90))
 
 
-def set_threads(threads: int) -> None:
-    """One thread budget for every library a row touches (torch pre/post-processing, OpenCV)."""
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-
-
 def faceboxes_cases(detector: Detector, onnx_path: Path, image: np.ndarray, threads: int) -> list[Case]:
     """FaceBoxes in torch eager and in ONNX Runtime, forward only and end to end."""
     model = detector.model
@@ -107,15 +101,6 @@ def measure(
         set_threads(n)
         rows += [Row(*case[:3], n, *time_ms(case[3], repeats, warmup)) for case in cases_for(n)]
     return rows
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def render(rows: list[Row], title: str, caption: str) -> Table:

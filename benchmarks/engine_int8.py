@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -41,11 +40,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
 import typer
+from _machine import cpu_name, set_threads  # benchmarks/_machine.py
 from torch import nn
 
 from edgevision import load_detector
@@ -102,20 +101,6 @@ class Report:
 
     def text(self) -> str:
         return "\n\n".join(self.parts) + "\n"
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
 
 
 def torch_network(name: str, weights: Path | None) -> nn.Module:
