@@ -329,6 +329,9 @@ def build(
     calib: Annotated[Path | None, typer.Option(help="folder of representative images (int8)")] = None,
     calibrator: Annotated[str, typer.Option(help="entropy, minmax, percentile or mse")] = "entropy",
     calib_images: Annotated[int, typer.Option(min=1, help="calibration images used at most")] = 64,
+    calib_cache: Annotated[
+        Path | None, typer.Option(help="calibration cache: read if it exists, else written")
+    ] = None,
     fp32_fallback: Annotated[
         float | None, typer.Option(help="keep in fp32 the int8 layers adding more relative error than this")
     ] = None,
@@ -349,6 +352,7 @@ def build(
         calibration_dir=calib,
         calibrator=calibrator,
         calibration_images=calib_images,
+        calibration_cache=calib_cache,
         fp32_fallback=fp32_fallback,
         backend=backend,
         tune=tune,

@@ -4,6 +4,7 @@ plan like a registry model, and bad inputs fail with one line."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -87,6 +88,32 @@ def test_layer_gate_keeps_the_failing_layer_in_fp32(calibration_dir: Path, tmp_p
     floats = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
     assert conv.input[1] in floats  # its weights stay fp32, not a DequantizeLinear of int8
     assert any("layer gate" in note and "node_conv2d" in note for note in result.notes)
+
+
+def test_calibration_cache_is_written_then_reused_without_images(
+    calibration_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "faceboxes.calib.json"
+    first = build_engine(
+        "faceboxes",
+        tmp_path / "first.plan",
+        BuildOptions(
+            precision="int8", calibration_dir=calibration_dir, calibration_cache=cache, input_size=SIZE
+        ),
+    )
+    assert cache.is_file() and json.loads(cache.read_bytes()) == json.loads(first.plan.calibration)
+    again = build_engine(
+        "faceboxes",
+        tmp_path / "again.plan",
+        BuildOptions(precision="int8", calibration_cache=cache, input_size=SIZE),
+    )
+    assert again.plan.calibration == first.plan.calibration
+    assert again.plan.model == first.plan.model
+    with pytest.raises(ConfigError, match="made by entropy, not minmax"):
+        options = BuildOptions(
+            precision="int8", calibration_cache=cache, calibrator="minmax", input_size=SIZE
+        )
+        build_engine("faceboxes", tmp_path / "other.plan", options)
 
 
 def test_engine_checks_inputs_and_runs_a_batch(fp32_plan: Path) -> None:

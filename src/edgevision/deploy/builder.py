@@ -24,6 +24,8 @@ from edgevision.deploy.calibration import (
     calibrate,
     calibration_cache_bytes,
     collect_activation_histograms,
+    load_calibration_cache,
+    save_calibration_cache,
 )
 from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.importer import ImportedModel, import_model
@@ -48,7 +50,10 @@ class BuildOptions:
     Attributes:
         precision: ``"fp32"`` or ``"int8"`` (fp16 has no fast CPU kernels in ONNX Runtime; it is
             a TensorRT backend setting).
-        calibration_dir: folder of representative images, required for int8.
+        calibration_dir: folder of representative images, required for int8 unless
+            ``calibration_cache`` already exists.
+        calibration_cache: a calibration cache file (tensor -> range, as TensorRT's): read when it
+            exists (it must be for this model and ``calibrator``), else written after calibrating.
         calibrator: ``entropy``, ``minmax``, ``percentile`` or ``mse``.
         calibration_images: at most this many images are used (spread over the folder).
         per_channel: int8 weight scales per output channel (else per tensor), when not tuned.
@@ -66,6 +71,7 @@ class BuildOptions:
 
     precision: str = "fp32"
     calibration_dir: Path | None = None
+    calibration_cache: Path | None = None
     calibrator: str = "entropy"
     calibration_images: int = 64
     per_channel: bool = True
@@ -88,7 +94,12 @@ class BuildOptions:
             )
         if self.tune and self.backend != "ort":
             raise ConfigError(f"tuning times ONNX Runtime sessions; build for {self.backend} without it")
-        if self.precision == "int8" and self.calibration_dir is None:
+        cached = self.calibration_cache is not None and Path(self.calibration_cache).is_file()
+        if (
+            self.precision == "int8"
+            and self.calibration_dir is None
+            and (not cached or self.fp32_fallback is not None)
+        ):
             raise ConfigError("an int8 build needs a folder of calibration images (--calib DIR)")
         if self.calibrator not in CALIBRATORS:
             raise ConfigError(
@@ -144,22 +155,32 @@ def build_engine(
     notes: list[str] = []
     calibration, ranges = None, None
     if options.precision == "int8":
-        say("calibrating")
-        batches = ImageFolderBatches(
-            options.calibration_dir,
-            input_name,
-            imported.input_size,
-            imported.preprocessing,
-            limit=options.calibration_images,
-        )
-        calibration_batches = list(batches)
-        stats = collect_activation_histograms(fp32, calibration_batches)
-        ranges = calibrate(stats, options.calibrator, skip_zeros=True)
+        cache = Path(options.calibration_cache) if options.calibration_cache is not None else None
+        if options.calibration_dir is not None:
+            batches = ImageFolderBatches(
+                options.calibration_dir,
+                input_name,
+                imported.input_size,
+                imported.preprocessing,
+                limit=options.calibration_images,
+            )
+            calibration_batches = list(batches)
+        if cache is not None and cache.is_file():
+            method, ranges = load_calibration_cache(cache, fp32)
+            if method != options.calibrator:
+                raise ConfigError(f"calibration cache {cache} was made by {method}, not {options.calibrator}")
+            notes.append(f"[calibration] {method} ranges of {len(ranges)} activations read from {cache}")
+        else:
+            say("calibrating")
+            stats = collect_activation_histograms(fp32, calibration_batches)
+            ranges = calibrate(stats, options.calibrator, skip_zeros=True)
+            notes.append(
+                f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
+                f"{len(ranges)} activation ranges"
+            )
+            if cache is not None:
+                save_calibration_cache(cache, ranges, options.calibrator, fp32)
         calibration = calibration_cache_bytes(ranges, options.calibrator, fp32)
-        notes.append(
-            f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
-            f"{len(ranges)} activation ranges"
-        )
     exclude = list(options.exclude)
 
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
