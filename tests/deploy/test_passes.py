@@ -18,7 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgevision.data.io import read_image
 from edgevision.deploy.export import export_onnx
 from edgevision.deploy.passes import (
-    DEFAULT_PASSES,
+    INT8_PASSES,
+    crelu_as_conv1x1,
     format_reports,
     fuse_crelu,
     run_passes,
@@ -35,8 +36,9 @@ from edgevision.models import create_model
 from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
 
-# Every pass, the optional C.ReLU fusion and space-to-depth stem included.
-ALL_PASSES = (*DEFAULT_PASSES, fuse_crelu, space_to_depth_stem)
+# Every pass: the int8 list (a superset of the fp32 one) and the optional C.ReLU fusion and
+# space-to-depth stem. The int8 list's C.ReLU rewrite runs first, so fuse_crelu finds none left.
+ALL_PASSES = (*INT8_PASSES, fuse_crelu, space_to_depth_stem)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -108,10 +110,8 @@ def test_builder_log_counts_faceboxes_layers(faceboxes_raw):
     model, reports = run_passes(faceboxes_raw)
     log = format_reports(reports)
     by_name = {report.name: report for report in reports}
-    # The exporter's raw graph: 311 nodes, 27 of them BN; 109 once built.
-    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 109)
-    # Each Inception's avg_pool 3x3 -> conv 1x1 branch becomes one 3x3 conv.
-    assert by_name["AvgPool+Conv folding"].op_changes() == {"AveragePool": -3}
+    # The exporter's raw graph: 311 nodes, 27 of them BN; 112 once built for fp32.
+    assert (reports[0].layers_before, reports[-1].layers_after) == (311, 112)
     assert by_name["Conv+BN folding"].op_changes() == {"BatchNormalization": -27}
     # Three Inception modules of three 1x1s each, and three head levels of (loc, conf).
     assert by_name["horizontal fusion"].op_changes() == {"Conv": -9, "Relu": -6, "Split": 6}
@@ -123,6 +123,14 @@ def test_builder_log_counts_faceboxes_layers(faceboxes_raw):
     # The optional C.ReLU fusion takes RDCL's two Neg + Concat pairs.
     _, crelu = fuse_crelu(model)
     assert crelu.op_changes() == {"Concat": -2, "Neg": -2}
+    # int8: each Inception's avg_pool 3x3 -> conv 1x1 branch becomes one 3x3 conv, and C.ReLU's
+    # Neg + Concat a 1x1 conv.
+    _, reports = run_passes(faceboxes_raw, INT8_PASSES)
+    by_name = {report.name: report for report in reports}
+    assert reports[-1].layers_after == 112 - 3 - 2
+    assert by_name["AvgPool+Conv folding"].op_changes() == {"AveragePool": -3}
+    assert by_name["C.ReLU as 1x1 conv"].op_changes() == {"Concat": -2, "Conv": 2, "Neg": -2}
+    assert "5 of 5 concats can be written in place" in format_reports(reports)
 
 
 def test_fusion_groups_are_what_onnx_runtime_fuses(faceboxes_raw, tmp_path):
@@ -190,6 +198,19 @@ def test_crelu_becomes_one_conv_and_leaves_grouped_convs_alone():
     assert len(fuse_crelu(swapped)[0].graph.node) == 3
 
 
+def test_crelu_as_1x1_conv_keeps_the_conv_and_writes_y_and_minus_y():
+    nodes = [helper.make_node("Neg", ["y"], ["n"]), helper.make_node("Concat", ["y", "n"], ["z"], axis=1)]
+    model = conv_model(nodes, ["z"])
+    rewritten, report = crelu_as_conv1x1(model)
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Conv"]
+    assert report.op_changes() == {"Concat": -1, "Conv": 1, "Neg": -1}
+    weight = numpy_helper.to_array(rewritten.graph.initializer[-1])
+    np.testing.assert_array_equal(weight[:, :, 0, 0], np.concatenate([np.eye(4), -np.eye(4)]))
+    assert_same_outputs(run(model, feeds_for(model)), run(rewritten, feeds_for(model)), "C.ReLU 1x1")
+    swapped = conv_model([nodes[0], helper.make_node("Concat", ["n", "y"], ["z"], axis=1)], ["z"])
+    assert len(crelu_as_conv1x1(swapped)[0].graph.node) == 3
+
+
 def test_dead_layers_and_no_ops_go_but_named_outputs_stay():
     nodes = [
         helper.make_node("Identity", ["y"], ["i"]),
@@ -230,6 +251,10 @@ def test_concat_of_a_graph_input_needs_a_copy():
     relu = helper.make_node("Relu", ["y"], ["r"])
     model = conv_model([relu, helper.make_node("Concat", ["y", "r"], ["z"], axis=1)], ["z"], inputs=[batch2])
     assert in_place_concats(model)["z"].startswith("copy: the inputs are not contiguous")
+    # A symbolic batch (a dynamic-batch plan) is one block per image: still in place.
+    dynamic = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 6])
+    model = conv_model([relu, helper.make_node("Concat", ["y", "r"], ["z"], axis=1)], ["z"], inputs=[dynamic])
+    assert in_place_concats(model)["z"] == "in place"
 
 
 def test_avgpool_folds_into_the_pointwise_conv_only_when_exact():

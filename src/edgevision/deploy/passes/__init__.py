@@ -2,8 +2,9 @@
 
 Each pass is a pure function ``model -> (new model, PassReport)``; :func:`run_passes` runs a list
 of them in order and :func:`format_reports` prints the builder's log (layers before and after
-each pass). ``DEFAULT_PASSES`` is the pipeline the builder runs: every pass keeps the outputs of the graph
-it is given (tests hold them to 1e-5 relative on FaceBoxes and MobileNetV2).
+each pass). ``DEFAULT_PASSES`` is the pipeline the builder runs for fp32 and ``INT8_PASSES`` for
+int8: every pass keeps the outputs of the graph it is given (tests hold them to 1e-5 relative on
+FaceBoxes and MobileNetV2).
 
 Two rewrites are exact and available but not defaults, because on this CPU with ONNX Runtime
 1.32 they make FaceBoxes slower (640x480, 1 thread): :func:`fuse_crelu` (the doubled convolution
@@ -11,6 +12,11 @@ costs more than the ``Neg`` + ``Concat`` it removes: fp32 plan 8.70 -> 6.78 ms a
 4.98 -> 4.63 ms without it) and :func:`space_to_depth_stem` (ONNX Runtime's blocked kernels
 already run the 3-channel 7x7/4 stem well; the rewrite adds a Pad and a SpaceToDepth: fp32
 9.16 vs 7.67 ms, int8 4.43 vs 4.28 ms).
+
+``INT8_PASSES`` adds two rewrites that pay only once the graph is quantised (FaceBoxes, 640x480,
+1 thread): :func:`fold_avgpool_into_conv` (a ``QLinearAveragePool`` is slow; in fp32 the 3x3 conv
+costs more than pool + 1x1 conv: fp32 plan 6.75 ms without it, 7.37 ms with it) and
+:func:`crelu_as_conv1x1`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import onnx
 
 from edgevision.deploy.passes.avgpool_conv import fold_avgpool_into_conv
 from edgevision.deploy.passes.concat_elimination import analyse_concats
-from edgevision.deploy.passes.crelu import fuse_crelu
+from edgevision.deploy.passes.crelu import crelu_as_conv1x1, fuse_crelu
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_batchnorm import fold_batchnorm
 from edgevision.deploy.passes.fold_bias import fold_bias
@@ -33,16 +39,11 @@ from edgevision.deploy.passes.space_to_depth import space_to_depth_stem
 
 Pass = Callable[[onnx.ModelProto], tuple[onnx.ModelProto, PassReport]]
 
-DEFAULT_PASSES: tuple[Pass, ...] = (
-    fold_constants,
-    eliminate_dead_layers,
-    fold_batchnorm,
-    fold_bias,
-    fold_avgpool_into_conv,
-    fuse_horizontal,
-    find_fusion_groups,
-    analyse_concats,
-)
+_SIMPLIFY: tuple[Pass, ...] = (fold_constants, eliminate_dead_layers, fold_batchnorm, fold_bias)
+_FUSE: tuple[Pass, ...] = (fuse_horizontal, find_fusion_groups, analyse_concats)
+
+DEFAULT_PASSES: tuple[Pass, ...] = (*_SIMPLIFY, *_FUSE)
+INT8_PASSES: tuple[Pass, ...] = (*_SIMPLIFY, fold_avgpool_into_conv, crelu_as_conv1x1, *_FUSE)
 
 
 def run_passes(
@@ -63,6 +64,9 @@ def format_reports(reports: Sequence[PassReport]) -> str:
 
 __all__ = [
     "DEFAULT_PASSES",
+    "INT8_PASSES",
+    "crelu_as_conv1x1",
+    "fold_avgpool_into_conv",
     "fuse_crelu",
     "space_to_depth_stem",
     "Pass",

@@ -3,7 +3,9 @@ written by its producer straight into its slice of the output buffer (TensorRT's
 elimination").
 
 A concat qualifies when every dimension before its axis is 1 (so each input is one contiguous
-block of the output: channel concats at batch 1), and each input is an activation written by a
+block of the output: channel concats at batch 1; a symbolic batch dimension, as in a dynamic-batch
+plan, counts as 1, since each image's slice is such a block and a batch is N of them at a fixed
+stride, which TensorRT's producers write the same way), and each input is an activation written by a
 node, read by no other concat, and used once in this one. The pass reports; the memory planner
 and the runtime own the buffers.
 """
@@ -46,7 +48,7 @@ def _verdict(
 ) -> str:
     node = graph.node[index]
     axis = attributes(node)["axis"] % len(shape)
-    if any(dim != 1 for dim in shape[:axis]):
+    if any(dim != 1 and (position, dim) != (0, None) for position, dim in enumerate(shape[:axis])):
         return (
             "copy: the inputs are not contiguous blocks of the output (a dimension before the axis is not 1)"
         )
