@@ -1,9 +1,10 @@
 """Does the engine's INT8 plan keep the accuracy, and how much faster is it than fp32?
 
-The acceptance questions of the INT8 engine, in one run (about 10 minutes on 2 cores):
+The acceptance questions of the INT8 engine, in one run (about 5 minutes on 2 cores):
 
 1. FaceBoxes accuracy: fp32 and int8 plans from :func:`edgevision.deploy.builder.build_engine` (int8:
-   entropy calibration on ``--calibration-images`` WIDER FACE *train* images, never val), and the
+   entropy calibration on ``--calibration-images`` WIDER FACE *train* images, never val, and uint8
+   pixel input unless ``--no-pixel-input``: the deployment build), and the
    torch network, each scored on the WIDER val subset with the official protocol as
    ``edgevision eval widerface`` runs it (native resolution, the default post-processing). Acceptance:
    int8 loses at most 1 AP point on easy and on medium.
@@ -17,8 +18,9 @@ The acceptance questions of the INT8 engine, in one run (about 10 minutes on 2 c
    fp32 plan and the int8 plan (``load_engine(path, threads=t)``). The four runtimes of a row are
    timed in rotation (one call each per round, the starting one rotating), so that load from other
    processes falls on all of them alike. Targets: int8 <= 0.5x ONNX Runtime fp32 and <= 0.2x torch
-   at 640x480, 1 thread, batch 1. The plans and the ONNX Runtime export have a fixed batch of 1:
-   ``Engine.run`` runs a batch of 8 as 8 runs, and so do the ONNX Runtime rows; torch runs it at once.
+   at 640x480, 1 thread, batch 1. Every runtime gets the same photos: the int8 plan as uint8 pixels,
+   the others as float network input. The plans and torch take a batch of 8 at once; the ONNX Runtime
+   export has a fixed batch of 1 and runs it as 8 runs.
 4. Where the time goes: ONNX Runtime's per-node profile (``SessionOptions.enable_profiling``) of the
    three ONNX Runtime models of FaceBoxes at 640x480, 1 thread.
 
@@ -37,6 +39,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,7 +57,7 @@ from edgevision.data.preprocessing import Preprocessing, model_preprocessing
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.calibration import ImageFolderBatches
 from edgevision.deploy.export import INPUT_NAME, export_onnx
-from edgevision.deploy.runtime import load_engine
+from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.errors import EdgeVisionError
 from edgevision.evaluation.widerface_predict import run_widerface
 from edgevision.models import create_model
@@ -117,9 +120,11 @@ def build_plans(
     count: int,
     folder: Path,
     extra_calibrators: Sequence[str] = (),
+    pixel_input: bool = True,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Plans of ``name`` at ``size``: ``fp32``, ``int8`` (entropy) and ``int8 <calibrator>`` for each
-    of ``extra_calibrators``; the paths and what the builds took and said."""
+    of ``extra_calibrators`` (int8 plans with ``pixel_input``); the paths and what the builds took
+    and said."""
     builds = {"fp32": ("fp32", "entropy"), "int8": ("int8", "entropy")}
     builds |= {f"int8 {calibrator}": ("int8", calibrator) for calibrator in extra_calibrators}
     paths, info = {}, {}
@@ -131,6 +136,7 @@ def build_plans(
             calibrator=calibrator,
             tune=False,
             input_size=size,
+            pixel_input=pixel_input and precision == "int8",
         )
         start = time.perf_counter()
         result = build_engine(
@@ -235,6 +241,7 @@ def mobilenet_agreement(
     torch's top-1 softmax probability is at least ``CONFIDENT``."""
     prep = model_preprocessing(model)
     engines = {label: load_engine(path, threads=1) for label, path in plans.items()}
+    preps = {label: binding_preprocessing(engine) for label, engine in engines.items()}
     top5, confidence = [], []
     top1: dict[str, list[np.ndarray]] = {label: [] for label in engines}
     sources: list[str] = []
@@ -247,7 +254,8 @@ def mobilenet_agreement(
         top5.append(np.argsort(-logits.numpy(), axis=1)[:, :5])
         confidence.append(torch.softmax(logits, dim=1).amax(dim=1).numpy())
         for label, engine in engines.items():
-            top1[label].append(next(iter(engine.run(x).values())).argmax(axis=1))
+            feed = np.stack([preps[label].apply(read_image(path), IMAGENET) for _, path in chunk])
+            top1[label].append(next(iter(engine.run(feed).values())).argmax(axis=1))
         sources += [source for source, _ in chunk]
         if (start // CHUNK) % 10 == 0 or start + CHUNK >= len(paths):
             say(f"  agreement: {min(start + CHUNK, len(paths))} of {len(paths)} images")
@@ -333,11 +341,13 @@ def ort_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def speed_cases(
-    model: nn.Module, onnx_path: Path, plans: dict[str, Path], x: np.ndarray, threads: int
+    model: nn.Module, onnx_path: Path, plans: dict[str, Path], x: np.ndarray, pixels: np.ndarray, threads: int
 ) -> dict[str, Callable[[], object]]:
-    """The four runtimes on the batch ``x``; the fixed-batch ONNX Runtime export runs it item by item."""
+    """The four runtimes on the batch ``x`` (``pixels`` for a pixel-input plan, the same photos); the
+    fixed-batch ONNX Runtime export runs it item by item."""
     session = ort_session(onnx_path, threads)
     engines = {precision: load_engine(plans[precision], threads=threads) for precision in ("fp32", "int8")}
+    feeds = {precision: plan_feed(engine, x, pixels) for precision, engine in engines.items()}
     x_torch = torch.from_numpy(x)
     items = [{INPUT_NAME: x[i : i + 1]} for i in range(len(x))]
 
@@ -348,8 +358,8 @@ def speed_cases(
     return {
         "torch eager": eager,
         "ORT fp32": lambda: [session.run(None, feed) for feed in items],
-        "engine fp32": lambda: engines["fp32"].run(x),
-        "engine int8": lambda: engines["int8"].run(x),
+        "engine fp32": lambda: engines["fp32"].run(feeds["fp32"]),
+        "engine int8": lambda: engines["int8"].run(feeds["int8"]),
     }
 
 
@@ -366,9 +376,9 @@ def speed(
         for n_threads in threads:
             set_threads(n_threads)
             for batch in batches:
-                x = spec["inputs"][:batch]
+                x, pixels = spec["inputs"][:batch], spec["pixels"][:batch]
                 load_before = os.getloadavg()[0]
-                cases = speed_cases(spec["model"], spec["onnx"], spec["plans"], x, n_threads)
+                cases = speed_cases(spec["model"], spec["onnx"], spec["plans"], x, pixels, n_threads)
                 times = timed_rotation(cases, repeats, warmup)
                 del cases
                 load_after = os.getloadavg()[0]
@@ -419,8 +429,8 @@ def speed(
         "calls\n\n"
         + markdown(headers, table)
         + f"\n\nAt {head['model']} {head['size'][1]}x{head['size'][0]}, batch {head['batch']}, "
-        f"{head['threads']} thread: {verdict}. Batch 8: the plans and the ORT export take a batch of 1 "
-        "(8 runs per call); torch runs the 8 at once. load avg: the 1-minute load average before/after "
+        f"{head['threads']} thread: {verdict}. Batch 8: the plans and torch run the 8 at once, the ORT "
+        "export (fixed batch 1) as 8 runs. load avg: the 1-minute load average before/after "
         "the row."
     )
     return rows
@@ -467,15 +477,21 @@ def profile(
 
 
 def profiles(
-    onnx_path: Path, plans: dict[str, Path], x: np.ndarray, runs: int, folder: Path, report: Report
+    onnx_path: Path,
+    plans: dict[str, Path],
+    x: np.ndarray,
+    pixels: np.ndarray,
+    runs: int,
+    folder: Path,
+    report: Report,
 ) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
-    feed = {INPUT_NAME: x[:1]}
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    found = {"ORT fp32": profile("ORT fp32", str(onnx_path), options, feed, runs, folder)}
+    found = {"ORT fp32": profile("ORT fp32", str(onnx_path), options, {INPUT_NAME: x[:1]}, runs, folder)}
     for precision in ("fp32", "int8"):
         engine = load_engine(plans[precision], threads=1)  # the session options the engine itself uses
+        feed = {engine.inputs[0].name: plan_feed(engine, x, pixels)[:1]}
         found[f"engine {precision}"] = profile(
             f"engine {precision}", engine.plan.model, engine.tactic.session_options(), feed, runs, folder
         )
@@ -519,11 +535,21 @@ def profiles(
 # --- The run ----------------------------------------------------------------------------------------
 
 
-def photos(folder: Path, count: int, size: tuple[int, int], model: nn.Module) -> np.ndarray:
-    """``(count, 3, *size)`` inputs from the first ``count`` images of ``folder``."""
-    prep = model_preprocessing(model)
+def photos(folder: Path, count: int, size: tuple[int, int], prep: Preprocessing) -> np.ndarray:
+    """``(count, 3, *size)`` float inputs (``(count, *size, 3)`` uint8 when ``prep.pixels``) from the
+    first ``count`` images of ``folder``."""
     paths = ImageFolderBatches(folder, INPUT_NAME, size, prep).paths[:count]
     return np.stack([prep.apply(read_image(path), size) for path in paths])
+
+
+def binding_preprocessing(engine: Engine) -> Preprocessing:
+    """How the plan's input is made from a photo, as its binding records."""
+    return Preprocessing.from_dict(engine.inputs[0].preprocessing)
+
+
+def plan_feed(engine: Engine, x: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` for a pixel-input plan, else ``x`` (the same photos as float network input)."""
+    return pixels if binding_preprocessing(engine).pixels else x
 
 
 def main(
@@ -547,6 +573,9 @@ def main(
     threads: Annotated[list[int] | None, typer.Option(help="Thread counts; repeat the option.")] = None,
     batches: Annotated[list[int] | None, typer.Option(help="Batch sizes; repeat the option.")] = None,
     profile_runs: Annotated[int, typer.Option(min=1, help="Profiled runs per model in part 4.")] = 20,
+    pixel_input: Annotated[
+        bool, typer.Option(help="int8 plans take uint8 pixels (--no-pixel-input: float input)")
+    ] = True,
     out: Annotated[Path, typer.Option(help="Folder for the plans, predictions, results.")] = Path(
         "out/engine_int8"
     ),
@@ -570,7 +599,7 @@ def main(
         set_threads(1)
         say("building plans")
         fb_plans, results["builds_faceboxes"] = build_plans(
-            "faceboxes", faceboxes_weights, VGA, train, calibration_images, out / "plans"
+            "faceboxes", faceboxes_weights, VGA, train, calibration_images, out / "plans", (), pixel_input
         )
         mn_plans, results["builds_mobilenet_v2"] = build_plans(
             "mobilenet_v2",
@@ -580,6 +609,7 @@ def main(
             calibration_images,
             out / "plans",
             ["percentile"] if compare_calibrators is None else compare_calibrators,
+            pixel_input,
         )
 
         say("1. FaceBoxes on the WIDER val subset")
@@ -605,7 +635,9 @@ def main(
             spec["onnx"] = export_onnx(
                 spec["model"], out / f"{name}_ort_fp32.onnx", spec["size"], optimize=True
             )
-            spec["inputs"] = photos(val, max(batches), spec["size"], spec["model"])
+            prep = model_preprocessing(spec["model"])
+            spec["inputs"] = photos(val, max(batches), spec["size"], prep)
+            spec["pixels"] = photos(val, max(batches), spec["size"], replace(prep, pixels=True))
         results["speed"] = speed(models, threads, batches, repeats, warmup, report)
 
         say("4. profile")
@@ -613,6 +645,7 @@ def main(
             models["FaceBoxes"]["onnx"],
             fb_plans,
             models["FaceBoxes"]["inputs"],
+            models["FaceBoxes"]["pixels"],
             profile_runs,
             out / "profiles",
             report,

@@ -56,5 +56,6 @@ def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None)
     name = engine.plan.source.get("model")
     if name not in DETECTORS:
         raise UnknownModelError(f"the plan was not built from a detector (its source is {name!r})")
-    network = OnnxDetectorRuntime(engine.session, create_model(name))
+    pixels = bool(engine.inputs[0].preprocessing.get("pixels", False))
+    network = OnnxDetectorRuntime(engine.session, create_model(name), pixels=pixels)
     return Detector(network, postprocess, torch.device("cpu"))

@@ -340,6 +340,9 @@ def build(
     weights: Annotated[Path | None, typer.Option(help="weights for a registry model")] = None,
     arch: Annotated[str | None, typer.Option(help="architecture of a .pth checkpoint")] = None,
     input_size: Annotated[str | None, typer.Option(help="HxW to build for (default: the model's)")] = None,
+    pixel_input: Annotated[
+        bool, typer.Option(help="the plan takes (N, H, W, 3) uint8 pixels and normalises them itself")
+    ] = False,
     report: Annotated[
         bool, typer.Option(help="print the builder log (layers before/after each pass)")
     ] = False,
@@ -357,6 +360,7 @@ def build(
         backend=backend,
         tune=tune,
         input_size=_parse_size(input_size),
+        pixel_input=pixel_input,
     )
     with _progress() as progress:
         task = progress.add_task("building", total=None)
@@ -400,7 +404,8 @@ def run_plan(
     preprocessing = (
         Preprocessing.from_dict(binding.preprocessing) if binding.preprocessing else Preprocessing()
     )
-    size = tuple(engine.plan.source.get("input_size") or binding.shape[2:])
+    spatial = binding.shape[1:3] if preprocessing.pixels else binding.shape[2:]
+    size = tuple(engine.plan.source.get("input_size") or spatial)
     for path in collect_media(inputs):
         if is_video(path):
             raise ConfigError(f"`edgevision run` takes images; {path} is a video")

@@ -67,3 +67,20 @@ def test_calibration_folder_without_images_is_one_line(run_cli, assert_one_line_
     )
     assert_one_line_error(code, err, "no images", "calib")
     assert not out.exists()
+
+
+def test_pixel_input_classifier_plan_runs_from_the_command_line(
+    run_cli, shared_weights, astronaut_path, tmp_path
+):
+    weights = shared_weights("mobilenet_v2_imagenet/mobilenet_v2-b0353104.pth")
+    tops = {}
+    for label, extra in (("float", []), ("pixels", ["--pixel-input"])):
+        plan = str(tmp_path / f"{label}.plan")
+        args = ["mobilenet_v2", "-o", plan, "--weights", str(weights), "--input-size", "160x160", *extra]
+        code, _, err = run_cli("build", *args)
+        assert code == 0, err
+        code, out, err = run_cli("run", plan, str(astronaut_path), "--top", "1")
+        assert code == 0, err
+        tops[label] = re.search(r"top-1 (\d+):", out).group(1)
+    # The folded ImageNet normalisation changes only the zero-padded border: the same class.
+    assert tops["pixels"] == tops["float"]

@@ -26,11 +26,14 @@ class Preprocessing:
         channel_order: ``"BGR"`` or ``"RGB"``: the order the network takes.
         mean: per network input channel, in pixel units (0-255).
         std: per network input channel, in pixel units.
+        pixels: the network does the mean and std itself (a pixel-input plan) and takes
+            ``(H, W, 3)`` uint8 pixels in ``channel_order``.
     """
 
     channel_order: str = "BGR"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pixels: bool = False
 
     def __post_init__(self) -> None:
         if self.channel_order not in ("BGR", "RGB") or len(self.mean) != 3 or len(self.std) != 3:
@@ -38,11 +41,14 @@ class Preprocessing:
 
     def apply(self, image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """``(H, W, 3)`` uint8 BGR -> ``(3, *size)`` float32 network input (linear resize, aspect
-        ratio not kept: the network input is fixed)."""
-        image = cv2.resize(image_bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        ratio not kept: the network input is fixed), or ``(*size, 3)`` uint8 pixels in
+        ``channel_order`` when ``pixels``."""
+        image = cv2.resize(image_bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         if self.channel_order == "RGB":
             image = image[:, :, ::-1]
-        image = (image - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        if self.pixels:
+            return np.ascontiguousarray(image)
+        image = (image.astype(np.float32) - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         return np.ascontiguousarray(image.transpose(2, 0, 1))
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,7 +56,12 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        return cls(str(data["channel_order"]), tuple(data["mean"]), tuple(data["std"]))
+        return cls(
+            str(data["channel_order"]),
+            tuple(data["mean"]),
+            tuple(data["std"]),
+            bool(data.get("pixels", False)),
+        )
 
 
 # torchvision's ImageNet normalisation, in pixel units, on RGB: every ImageNet backbone here.

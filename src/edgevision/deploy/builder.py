@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from edgevision.data.preprocessing import Preprocessing
 from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
 from edgevision.deploy.calibration import (
     CALIBRATORS,
     ImageFolderBatches,
+    TensorRange,
     calibrate,
     calibration_cache_bytes,
     collect_activation_histograms,
@@ -31,9 +33,10 @@ from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.importer import ImportedModel, import_model
 from edgevision.deploy.layer_gate import keep_failing_layers_in_fp32
 from edgevision.deploy.memory import MemoryReport, plan_memory
-from edgevision.deploy.passes import DEFAULT_PASSES, PassReport, format_reports, run_passes
+from edgevision.deploy.passes import DEFAULT_PASSES, INT8_PASSES, PassReport, format_reports, run_passes
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_constants import fold_constants
+from edgevision.deploy.passes.pixel_input import PIXELS, PixelInput, read_pixels_quantized, take_pixels
 from edgevision.deploy.plan import Binding, Plan, Plugin, write_plan
 from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.quantize import quantize_qdq
@@ -67,6 +70,9 @@ class BuildOptions:
         tolerance: the tuner's accuracy gate, max relative output error against fp32.
         threads: thread counts the tuner tries.
         input_size: ``(H, W)`` to build for; None is the model's default.
+        pixel_input: the plan takes ``(N, H, W, 3)`` uint8 pixels in the model's channel order and
+            does the preprocessing in its graph (:mod:`.passes.pixel_input`); registry models and
+            checkpoints only (an ONNX file does not say its preprocessing).
     """
 
     precision: str = "fp32"
@@ -82,6 +88,7 @@ class BuildOptions:
     tolerance: float = 0.1
     threads: tuple[int, ...] = (1, 2)
     input_size: tuple[int, int] | None = None
+    pixel_input: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -150,8 +157,9 @@ def build_engine(
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
     say("running graph passes")
-    fp32, reports = run_passes(imported.model, DEFAULT_PASSES)
+    fp32, reports = run_passes(imported.model, INT8_PASSES if options.precision == "int8" else DEFAULT_PASSES)
     input_name = _input_name(fp32)
+    preprocessing = imported.preprocessing
     notes: list[str] = []
     calibration, ranges = None, None
     if options.precision == "int8":
@@ -181,16 +189,35 @@ def build_engine(
             if cache is not None:
                 save_calibration_cache(cache, ranges, options.calibrator, fp32)
         calibration = calibration_cache_bytes(ranges, options.calibrator, fp32)
+    pixels: PixelInput | None = None
+    if options.pixel_input:
+        if "onnx" in imported.source:
+            raise ConfigError(
+                "pixel input needs a registry model or checkpoint: an ONNX file has no preprocessing"
+            )
+        pixels = take_pixels(fp32, preprocessing)
+        fp32, input_name, preprocessing = pixels.model, PIXELS, replace(preprocessing, pixels=True)
+        reports.append(pixels.report)
+        if ranges is not None:
+            exact = {
+                name: TensorRange(max(-low, high), low, high) for name, (low, high) in pixels.ranges().items()
+            }
+            ranges = {**ranges, **exact}
     exclude = list(options.exclude)
 
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "int8.onnx"
-            return onnx.load(quantize_qdq(fp32, ranges, path, per_channel=per_channel, exclude=excluded))
+            model = onnx.load(quantize_qdq(fp32, ranges, path, per_channel=per_channel, exclude=excluded))
+        return model if pixels is None else read_pixels_quantized(model, pixels)
 
     if options.precision == "int8" and options.fp32_fallback is not None:
         say("gating layers")
-        gate_batches = calibration_batches[:8]
+        gate_batches = list(
+            ImageFolderBatches(
+                options.calibration_dir, input_name, imported.input_size, preprocessing, limit=8
+            )
+        )
         _, kept = keep_failing_layers_in_fp32(
             fp32,
             lambda extra: quantize(options.per_channel, [*exclude, *extra]),
@@ -208,7 +235,7 @@ def build_engine(
     tuning = None
     if options.tune:
         say("timing tactics")
-        feeds = {input_name: _example_input(imported, options)}
+        feeds = {input_name: _example_input(imported, options, preprocessing)}
         reference = make_session(fp32).run(None, feeds)
         per_channel = (True, False) if options.precision == "int8" else (True,)
         tuning = tune(
@@ -231,7 +258,8 @@ def build_engine(
         tactics = {}
     final = onnx.ModelProto.FromString(model_bytes)
     say("planning memory")
-    memory = _memory_report(final, {input_name: (1, 3, *imported.input_size)})
+    shape = (1, *imported.input_size, 3) if pixels is not None else (1, 3, *imported.input_size)
+    memory = _memory_report(final, {input_name: shape})
     tactics["passes"] = [report.name for report in reports]
     if options.precision == "int8":
         tactics["fp32_layers"] = exclude
@@ -240,7 +268,7 @@ def build_engine(
     plan = Plan(
         model=model_bytes,
         precision=options.precision,
-        inputs=(_binding(final.graph.input[0], imported.preprocessing.as_dict()),),
+        inputs=(_binding(final.graph.input[0], preprocessing.as_dict()),),
         outputs=tuple(_binding(value) for value in final.graph.output),
         calibration_method=options.calibrator if options.precision == "int8" else None,
         calibration=calibration,
@@ -269,14 +297,19 @@ def _input_name(model: onnx.ModelProto) -> str:
     return next(value.name for value in model.graph.input if value.name not in initializers)
 
 
-def _example_input(imported: ImportedModel, options: BuildOptions) -> np.ndarray:
+def _example_input(
+    imported: ImportedModel, options: BuildOptions, preprocessing: Preprocessing
+) -> np.ndarray:
     """One input to time and gate tactics on: a calibration image when there are some."""
     if options.calibration_dir is not None:
         batches = ImageFolderBatches(
-            options.calibration_dir, "x", imported.input_size, imported.preprocessing, limit=1
+            options.calibration_dir, "x", imported.input_size, preprocessing, limit=1
         )
         return next(iter(batches))["x"]
-    return np.random.default_rng(0).standard_normal((1, 3, *imported.input_size)).astype(np.float32)
+    random = np.random.default_rng(0)
+    if preprocessing.pixels:
+        return random.integers(0, 256, (1, *imported.input_size, 3), dtype=np.uint8)
+    return random.standard_normal((1, 3, *imported.input_size)).astype(np.float32)
 
 
 def _binding(value: onnx.ValueInfoProto, preprocessing: dict | None = None) -> Binding:

@@ -479,5 +479,5 @@ class ImageFolderBatches:
             yield {self.input_name: np.stack([self.load(path) for path in chunk])}
 
     def load(self, path: Path) -> np.ndarray:
-        """``(3, H, W)`` float32 network input of one image."""
+        """The network input of one image: ``(3, H, W)`` float32, or ``(H, W, 3)`` uint8 pixels."""
         return self.preprocessing.apply(read_image(path), self.size)

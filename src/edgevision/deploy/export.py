@@ -134,8 +134,8 @@ class OnnxDetectorRuntime(nn.Module):
     from (its weights are not used), so ``Detector(OnnxDetectorRuntime(path, network))`` detects
     with ONNX Runtime and the usual post-processing. A plan's engine passes its own session.
 
-    Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (1, A, 4)``, ``conf (1, A, 2)``
-    float32, on the input's device.
+    Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR (or, when ``pixels``, ``(1, H, W, 3)`` uint8
+    BGR pixels) -> ``loc (1, A, 4)``, ``conf (1, A, 2)`` float32, on the input's device.
 
     Args:
         source: an ONNX file written by :func:`export_onnx`, or an open session (ONNX Runtime's, or
@@ -143,6 +143,8 @@ class OnnxDetectorRuntime(nn.Module):
         network: the torch network the file was exported from, with the same config.
         intra_op_num_threads: threads per operator for a file; 0 is ONNX Runtime's default (one
             per physical core).
+        pixels: the model takes uint8 pixels (a pixel-input plan); :class:`Detector` reads
+            ``takes_pixels``.
 
     Raises:
         InputFileError: ``source`` is missing or is not an ONNX detector with one input and two
@@ -150,7 +152,11 @@ class OnnxDetectorRuntime(nn.Module):
     """
 
     def __init__(
-        self, source: str | Path | Session, network: nn.Module, intra_op_num_threads: int = 0
+        self,
+        source: str | Path | Session,
+        network: nn.Module,
+        intra_op_num_threads: int = 0,
+        pixels: bool = False,
     ) -> None:
         super().__init__()
         self.session = (
@@ -163,6 +169,7 @@ class OnnxDetectorRuntime(nn.Module):
                 f"{len(inputs)} and {len(outputs)}: {source}"
             )
         self.input_name = inputs[0].name
+        self.takes_pixels = pixels
         self.config = network.config
         self.coder = network.coder
         self._anchors = network.anchors
@@ -172,9 +179,11 @@ class OnnxDetectorRuntime(nn.Module):
         return self._anchors(image_size)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-            raise ShapeError(f"expected a (1, 3, H, W) input, got {tuple(x.shape)}")
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        channels, dtype = (-1, torch.uint8) if self.takes_pixels else (1, torch.float32)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[channels] != 3:
+            layout = "(1, H, W, 3)" if self.takes_pixels else "(1, 3, H, W)"
+            raise ShapeError(f"expected a {layout} input, got {tuple(x.shape)}")
+        array = np.ascontiguousarray(x.detach().to("cpu", dtype).numpy())
         loc, conf = self.session.run(None, {self.input_name: array})
         return torch.from_numpy(loc).to(x.device), torch.from_numpy(conf).to(x.device)
 

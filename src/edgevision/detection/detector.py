@@ -26,7 +26,8 @@ def default_device() -> torch.device:
 class Detector:
     """Runs a detector network on images.
 
-    The network takes ``(1, 3, H, W)`` mean-subtracted BGR and returns ``(loc, conf)``; it provides
+    The network takes ``(1, 3, H, W)`` mean-subtracted BGR (``(1, H, W, 3)`` uint8 BGR pixels when
+    its ``takes_pixels`` is true: a pixel-input plan) and returns ``(loc, conf)``; it provides
     ``anchors((H, W))``, ``coder`` and ``config.mean_bgr`` (as :class:`FaceBoxes` does).
     """
 
@@ -64,7 +65,11 @@ class Detector:
                 image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR
             )
         size = (image.shape[0], image.shape[1])
-        inputs = to_network_input(image, self.model.config.mean_bgr)[None].to(self.device)
+        if getattr(self.model, "takes_pixels", False):
+            pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
+            inputs = torch.from_numpy(np.ascontiguousarray(pixels))[None].to(self.device)
+        else:
+            inputs = to_network_input(image, self.model.config.mean_bgr)[None].to(self.device)
         loc, conf = self.model(inputs)
         scores = torch.softmax(conf[0], dim=1)[:, 1]
         return self.postprocess(loc[0], scores, self.anchors(size), self.model.coder, scale).to("cpu")
