@@ -325,7 +325,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 def build(
     model: Annotated[str, typer.Argument(help="registry name, checkpoint (.pth) or ONNX file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the plan file to write")],
-    precision: Annotated[str, typer.Option(help="fp32 or int8")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8")] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="folder of representative images (int8)")] = None,
     calibrator: Annotated[str, typer.Option(help="entropy, minmax, percentile or mse")] = "entropy",
     calib_images: Annotated[int, typer.Option(min=1, help="calibration images used at most")] = 64,

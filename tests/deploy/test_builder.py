@@ -161,3 +161,27 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
             weights=tmp_path / "w.pth",
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_fp16_plan_holds_float16_weights_and_finds_the_face(
+    fp32_plan: Path, astronaut_path: Path, tmp_path: Path
+) -> None:
+    result = build_engine(
+        "faceboxes", tmp_path / "half.plan", BuildOptions(precision="fp16", input_size=SIZE)
+    )
+    graph = onnx.load_from_string(result.plan.model).graph
+    weights = Counter(init.data_type for init in graph.initializer if len(init.dims) == 4)
+    assert set(weights) == {onnx.TensorProto.FLOAT16}
+    # float32 bindings: a Cast after the input and before each output.
+    assert [(b.name, b.dtype) for b in result.plan.inputs] == [("image", "float32")]
+    assert result.path.stat().st_size < 0.55 * fp32_plan.stat().st_size
+    image = model_preprocessing(create_model("faceboxes")).apply(read_image(astronaut_path), SIZE)[None]
+    half, full = load_engine(result.path, threads=1).run(image), load_engine(fp32_plan, threads=1).run(image)
+    for name in ("loc", "conf"):
+        scale = float(np.abs(full[name]).max())
+        np.testing.assert_allclose(half[name], full[name], atol=5e-3 * scale)
+    photo = read_image(astronaut_path)
+    ours = load_detector(str(result.path)).detect(photo).above(0.5)
+    reference = load_detector(str(fp32_plan)).detect(photo).above(0.5)
+    assert len(ours) == len(reference) == 1
+    assert float(box_iou(ours.boxes, reference.boxes)[0, 0]) > 0.95

@@ -96,6 +96,21 @@ def test_fp32_plan_matches_onnx_runtime_with_the_f32_hint(fp32_plan: Path, astro
 
 
 @needs_openvino
+def test_fp16_plan_binds_its_declared_names_and_matches_onnx_runtime(
+    astronaut_path: Path, tmp_path: Path
+) -> None:
+    # The fp16 model casts its float32 input: OpenVINO merges the cast's tensor name into the input
+    # port's names, and the session must still bind (and reshape) the input by the name "image".
+    options = BuildOptions(precision="fp16", input_size=SIZE, backend="openvino")
+    path = build_engine("faceboxes", tmp_path / "half.plan", options).path
+    engine = load_engine(path, threads=1)
+    assert [info.name for info in engine.session.get_inputs()] == ["image"]
+    assert [info.name for info in engine.session.get_outputs()] == ["loc", "conf"]
+    image = _image(astronaut_path, (200, 296))  # not the built size: compiled for it on the fly
+    assert _relative_error(engine.run(image), _ort_engine(path).run(image)) <= 1e-3
+
+
+@needs_openvino
 def test_default_precision_hint_runs_bf16_where_the_cpu_has_it(fp32_plan: Path, astronaut_path: Path) -> None:
     """Why the hint is pinned: OpenVINO's CPU plugin defaults to bf16 on a CPU with avx512_bf16 or
     AMX, and bf16 moves the outputs far more than f32 (here 5e-3 against 1e-6 of their scale)."""

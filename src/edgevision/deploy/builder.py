@@ -30,6 +30,7 @@ from edgevision.deploy.calibration import (
     save_calibration_cache,
 )
 from edgevision.deploy.graph import with_input_shapes
+from edgevision.deploy.half import to_float16
 from edgevision.deploy.importer import ImportedModel, import_model
 from edgevision.deploy.layer_gate import keep_failing_layers_in_fp32
 from edgevision.deploy.memory import MemoryReport, plan_memory
@@ -37,13 +38,11 @@ from edgevision.deploy.passes import DEFAULT_PASSES, INT8_PASSES, PassReport, fo
 from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.deploy.passes.fold_constants import fold_constants
 from edgevision.deploy.passes.pixel_input import PIXELS, PixelInput, read_pixels_quantized, take_pixels
-from edgevision.deploy.plan import Binding, Plan, Plugin, write_plan
+from edgevision.deploy.plan import PRECISIONS, Binding, Plan, Plugin, write_plan
 from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.quantize import quantize_qdq
 from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, max_relative_error_gate, tune
 from edgevision.errors import ConfigError
-
-PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ class BuildOptions:
     """How to build.
 
     Attributes:
-        precision: ``"fp32"`` or ``"int8"`` (fp16 has no fast CPU kernels in ONNX Runtime; it is
-            a TensorRT backend setting).
+        precision: ``"fp32"``, ``"fp16"`` (:mod:`.half`: float16 weights and activations, for
+            TensorRT's strongly typed builds; the CPU backends compute it in float32) or ``"int8"``.
         calibration_dir: folder of representative images, required for int8 unless
             ``calibration_cache`` already exists.
         calibration_cache: a calibration cache file (tensor -> range, as TensorRT's): read when it
@@ -92,9 +91,7 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {PRECISIONS} on the CPU backend, got {self.precision!r}"
-            )
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
@@ -230,6 +227,8 @@ def build_engine(
     def build(tactic: Tactic) -> bytes:
         if tactic.precision == "fp32":
             return fp32.SerializeToString()
+        if tactic.precision == "fp16":
+            return to_float16(fp32).SerializeToString()
         return quantize(tactic.per_channel, exclude).SerializeToString()
 
     tuning = None

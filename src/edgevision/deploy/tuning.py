@@ -78,7 +78,7 @@ class Tactic:
     Attributes:
         backend: the runtime; ``"ort"`` (ONNX Runtime, CPU execution provider) or ``"openvino"``
             (OpenVINO's CPU plugin; it takes ``threads`` and ignores ``graph_optimization_level``).
-        precision: ``"fp32"`` or ``"int8"`` (the CPU builder makes no fp16): what the build function makes.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: what the build function makes.
         per_channel: int8 weight scales per Conv output channel, else per tensor; ignored unless int8.
         threads: intra-op threads of the session; 0 is the backend's default (one per physical
             core), which an untuned plan uses.

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
@@ -31,8 +32,9 @@ import openvino.properties.hint as hints
 from edgevision.errors import ConfigError
 
 # The precision of the layers a plan's precision leaves in float: an int8 plan's quantized layers
-# run in int8 whatever the hint says, the rest in f32 as ONNX Runtime runs them.
-INFERENCE_PRECISIONS = {"fp32": ov.Type.f32, "int8": ov.Type.f32}
+# run in int8 whatever the hint says, the rest in f32 as ONNX Runtime runs them; an fp16 plan's
+# float16 weights are upcast (f16 arithmetic needs avx512_fp16 or AMX-FP16, which this CPU lacks).
+INFERENCE_PRECISIONS = {"fp32": ov.Type.f32, "fp16": ov.Type.f32, "int8": ov.Type.f32}
 VERSION = ov.__version__
 SHAPE_CACHE_SIZE = 8  # statically compiled input shapes kept per session
 
@@ -74,6 +76,8 @@ class OpenVinoSession:
             self.config[props.inference_num_threads] = threads
         self.core = ov.Core()
         self.model = model
+        graph = onnx.load_from_string(model).graph
+        self._names = {value.name for value in (*graph.input, *graph.output)}
         self.compiled = self.core.compile_model(self.core.read_model(model), "CPU", self.config)
         self._dynamic = any(None in info.shape for info in self.get_inputs())
         self._static: OrderedDict[tuple, ov.CompiledModel] = OrderedDict()
@@ -81,16 +85,16 @@ class OpenVinoSession:
 
     def get_inputs(self) -> list[TensorInfo]:
         """The model's inputs, in order."""
-        return [_info(port) for port in self.compiled.inputs]
+        return [_info(port, self._names) for port in self.compiled.inputs]
 
     def get_outputs(self) -> list[TensorInfo]:
         """The model's outputs, in order."""
-        return [_info(port) for port in self.compiled.outputs]
+        return [_info(port, self._names) for port in self.compiled.outputs]
 
     def run(self, output_names: list[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The outputs named ``output_names`` (``None``: all, in order) for the inputs ``feeds`` by
         name; the arrays are the caller's (copies of OpenVINO's buffers)."""
-        names = output_names or [port.get_any_name() for port in self.compiled.outputs]
+        names = output_names or [info.name for info in self.get_outputs()]
         results = self.compiled_for(feeds).create_infer_request().infer(dict(feeds))
         return [results[name] for name in names]
 
@@ -111,6 +115,9 @@ class OpenVinoSession:
             return self._static[key]
 
 
-def _info(port: ov.ConstOutput) -> TensorInfo:
+def _info(port: ov.ConstOutput, declared: set[str]) -> TensorInfo:
+    """The port's name as the ONNX graph declares it (OpenVINO may merge a graph input's name with
+    that of the ``Cast`` after it, and ``get_any_name`` returns either) and its shape."""
     shape = tuple(dim.get_length() if dim.is_static else None for dim in port.get_partial_shape())
-    return TensorInfo(port.get_any_name(), shape)
+    names = sorted(port.get_names() & declared) or [port.get_any_name()]
+    return TensorInfo(names[0], shape)
