@@ -335,7 +335,9 @@ def build(
     fp32_fallback: Annotated[
         float | None, typer.Option(help="keep in fp32 the int8 layers adding more relative error than this")
     ] = None,
-    backend: Annotated[str, typer.Option(help="runtime: ort (ONNX Runtime) or openvino, both CPU")] = "ort",
+    backend: Annotated[
+        str, typer.Option(help="runtime: ort (ONNX Runtime) or openvino on the CPU, tensorrt on a GPU")
+    ] = "ort",
     tune: Annotated[bool, typer.Option(help="time candidate tactics, keep the fastest accurate one")] = False,
     weights: Annotated[Path | None, typer.Option(help="weights for a registry model")] = None,
     arch: Annotated[str | None, typer.Option(help="architecture of a .pth checkpoint")] = None,

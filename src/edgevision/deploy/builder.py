@@ -63,8 +63,9 @@ class BuildOptions:
         fp32_fallback: the per-layer accuracy gate (:mod:`.layer_gate`): layers whose
             quantisation adds more relative error than this on the calibration images are kept
             in fp32 (worst first, at most 8); None skips the gate.
-        backend: ``"ort"`` (ONNX Runtime, CPU) or ``"openvino"`` (OpenVINO's CPU plugin, an optional
-            extra; untuned).
+        backend: ``"ort"`` (ONNX Runtime, CPU), ``"openvino"`` (OpenVINO's CPU plugin) or
+            ``"tensorrt"`` (a TensorRT engine on a CUDA GPU, built when the plan is loaded); the
+            last two are optional extras, untuned.
         tune: time candidate tactics and keep the fastest that passes the gate.
         tolerance: the tuner's accuracy gate, max relative output error against fp32.
         threads: thread counts the tuner tries.

@@ -38,7 +38,7 @@ from edgevision.deploy.plan import PRECISIONS
 from edgevision.deploy.plugins import make_session
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
-BACKENDS = ("ort", "openvino")  # their sessions: edgevision.deploy.backends
+BACKENDS = ("ort", "openvino", "tensorrt")  # their sessions: edgevision.deploy.backends
 GRAPH_OPTIMIZATION_LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -76,8 +76,9 @@ class Tactic:
     """One session configuration to build and time.
 
     Attributes:
-        backend: the runtime; ``"ort"`` (ONNX Runtime, CPU execution provider) or ``"openvino"``
-            (OpenVINO's CPU plugin; it takes ``threads`` and ignores ``graph_optimization_level``).
+        backend: the runtime; ``"ort"`` (ONNX Runtime, CPU execution provider), ``"openvino"``
+            (OpenVINO's CPU plugin; it takes ``threads`` and ignores ``graph_optimization_level``)
+            or ``"tensorrt"`` (a CUDA GPU; it ignores both).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: what the build function makes.
         per_channel: int8 weight scales per Conv output channel, else per tensor; ignored unless int8.
         threads: intra-op threads of the session; 0 is the backend's default (one per physical

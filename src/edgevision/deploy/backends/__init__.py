@@ -6,7 +6,9 @@ A plan holds a standard ONNX model (fp32, or int8 as Q/DQ), so every backend run
 - ``"ort"``: ONNX Runtime's CPU execution provider, with the plan's plugins registered and the
   optimisers :data:`edgevision.deploy.tuning.DISABLED_OPTIMIZERS` left out;
 - ``"openvino"``: OpenVINO's CPU plugin (:mod:`.openvino`, an optional extra imported only when a
-  plan needs it); it runs no plugins.
+  plan needs it); it runs no plugins;
+- ``"tensorrt"``: a TensorRT engine on a CUDA GPU (:mod:`.tensorrt`, an optional extra, likewise);
+  it runs no plugins.
 
 :func:`create_session` opens a session for a plan with a tactic; every session has the surface of
 :class:`Session`, which the engine and :class:`edgevision.deploy.export.OnnxDetectorRuntime` use.
@@ -31,7 +33,12 @@ if TYPE_CHECKING:
     from edgevision.deploy.plan import Plan, Plugin
 
 # The runtime's name a plan records (Plan.backend) for each backend
-PLAN_NAMES = {"ort": "onnxruntime", "openvino": "openvino"}
+PLAN_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+OPTIONAL = {  # backend -> (its module here, the package it imports, how to install it)
+    "openvino": ("openvino", "openvino", "`pip install edgevision[openvino]`"),
+    "tensorrt": ("tensorrt", "tensorrt", "`pip install edgevision[tensorrt]` and a CUDA GPU"),
+}
+UNKNOWN_SIDE = 512  # pixels: the side a TensorRT profile is tuned for when the plan does not say
 
 
 class Session(Protocol):
@@ -65,15 +72,18 @@ def check_plugins(backend: str, plugins: Sequence[Plugin]) -> None:
 
 
 def create_session(plan: Plan, tactic: Tactic) -> Session:
-    """A CPU session of ``plan``'s model on ``tactic.backend`` with the tactic's threads (and, for
-    ONNX Runtime, its graph optimisation level and the plan's plugins).
+    """A session of ``plan``'s model on ``tactic.backend`` with the tactic's threads (and, for
+    ONNX Runtime, its graph optimisation level and the plan's plugins); TensorRT takes no threads.
 
     Raises:
-        ConfigError: an OpenVINO session of a plan with plugins, or OpenVINO is not installed.
+        ConfigError: an OpenVINO or TensorRT session of a plan with plugins, or the backend's
+            package (or, for TensorRT, a GPU) is missing.
     """
     check_plugins(tactic.backend, plan.plugins)
     if tactic.backend == "openvino":
-        return _openvino().OpenVinoSession(plan.model, plan.precision, tactic.threads)
+        return _optional("openvino").OpenVinoSession(plan.model, plan.precision, tactic.threads)
+    if tactic.backend == "tensorrt":
+        return _optional("tensorrt").TensorRtSession(plan.model, _built_shapes(plan))
     model = onnx.ModelProto.FromString(plan.model)
     return make_session(model, tactic.session_options(), disabled_optimizers=DISABLED_OPTIMIZERS)
 
@@ -82,18 +92,33 @@ def backend_version(backend: str) -> str:
     """The installed version of ``backend``'s runtime.
 
     Raises:
-        ConfigError: ``backend`` is not one of :data:`BACKENDS`, or OpenVINO is not installed.
+        ConfigError: ``backend`` is not one of :data:`BACKENDS`, or its package is not installed.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return _openvino().VERSION if backend == "openvino" else ort.__version__
+    return _optional(backend).VERSION if backend in OPTIONAL else ort.__version__
 
 
-def _openvino() -> ModuleType:
-    """:mod:`.openvino`, imported now: ``openvino`` is an optional extra."""
+def _optional(backend: str) -> ModuleType:
+    """The module of an optional ``backend`` (:data:`OPTIONAL`), imported now."""
+    module, package, install = OPTIONAL[backend]
     try:
-        return importlib.import_module("edgevision.deploy.backends.openvino")
+        return importlib.import_module(f"edgevision.deploy.backends.{module}")
     except ModuleNotFoundError as error:
-        if error.name != "openvino":
+        if error.name != package:
             raise
-        raise ConfigError("the openvino backend needs `pip install edgevision[openvino]`") from None
+        raise ConfigError(f"the {backend} backend needs {install}") from None
+
+
+def _built_shapes(plan: Plan) -> dict[str, tuple[int, ...]]:
+    """Input name -> the concrete shape the plan was built for: batch 1, and the plan's input size
+    (H, then W) on its other dynamic dimensions."""
+    sides = list(plan.source.get("input_size") or (UNKNOWN_SIDE, UNKNOWN_SIDE))
+    shapes = {}
+    for binding in plan.inputs:
+        remaining = iter(sides)
+        shapes[binding.name] = tuple(
+            dim if isinstance(dim, int) else 1 if axis == 0 else next(remaining, UNKNOWN_SIDE)
+            for axis, dim in enumerate(binding.shape)
+        )
+    return shapes
