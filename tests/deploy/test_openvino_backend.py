@@ -181,5 +181,5 @@ def test_openvino_options_and_limits() -> None:
         tactic.session_options()
     with pytest.raises(ConfigError, match="tuning times ONNX Runtime sessions"):
         BuildOptions(backend="openvino", tune=True)
-    with pytest.raises(ConfigError, match="'tensorrt' runtime"):
-        Engine(replace(plan, backend="tensorrt", plugins=()))
+    with pytest.raises(ConfigError, match="'coreml' runtime"):
+        Engine(replace(plan, backend="coreml", plugins=()))

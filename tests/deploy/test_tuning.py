@@ -139,7 +139,7 @@ def test_tactic_from_a_malformed_dict_is_refused(data: dict) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("backend", "tensorrt"), ("precision", "int4"), ("threads", -1), ("graph_optimization_level", "max")],
+    [("backend", "coreml"), ("precision", "int4"), ("threads", -1), ("graph_optimization_level", "max")],
 )
 def test_tactic_out_of_range_is_refused(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
