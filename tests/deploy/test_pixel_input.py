@@ -159,3 +159,21 @@ def test_preprocessing_gives_pixels_in_the_network_channel_order() -> None:
     assert pixels.shape == (4, 6, 3) and pixels.dtype == np.uint8
     assert pixels[0, 0].tolist() == [0, 0, 7]
     assert Preprocessing.from_dict({"channel_order": "BGR", "mean": [0] * 3, "std": [1] * 3}).pixels is False
+
+
+def test_gated_pixel_plan_keeps_the_first_conv_on_float_pixels(
+    calibration_dir: Path, astronaut_path: Path, tmp_path: Path
+) -> None:
+    options = BuildOptions(
+        precision="int8",
+        calibration_dir=calibration_dir,
+        input_size=SIZE,
+        pixel_input=True,
+        fp32_fallback=0.008,
+    )
+    result = build_engine("faceboxes", tmp_path / "gated.plan", options)
+    assert result.plan.tactics["fp32_layers"][0] == "node_conv2d"
+    ops = [n.op_type for n in onnx.load_from_string(result.plan.model).graph.node]
+    assert ops[:3] == ["Transpose", "Cast", "Sub"]  # the fp32 conv reads the centred float pixels
+    found = load_detector(str(result.path)).detect(read_image(astronaut_path)).above(0.5)
+    assert len(found) == 1 and float(found.scores[0]) > 0.95

@@ -35,21 +35,20 @@ def layer_errors(
     nodes of ``fp32`` (which must have names; the exporter names every node)."""
     graph = fp32.graph
     nodes = [node for node in graph.node if node.op_type in GATED_OP_TYPES]
-    writers, outputs = producers(graph), _layer_outputs(fp32)
-    # Layer inputs written by a node (graph inputs are exact in both models), and layer outputs.
-    tensors = sorted({n.input[0] for n in nodes if n.input[0] in writers} | set(outputs.values()))
+    outputs = _layer_outputs(fp32)
     # In the Q/DQ model a tensor's value as the next layer reads it is after its Q/DQ pair.
     dequantised = dequantized_names(int8)
+    # Layer inputs written by a node of both models (graph inputs are exact in both, and so are
+    # the pixels a pixel-input plan reads without its fp32 prologue), and layer outputs.
+    written = set(producers(graph)) & (set(producers(int8.graph)) | set(dequantised))
+    tensors = sorted({n.input[0] for n in nodes if n.input[0] in written} | set(outputs.values()))
     int8_names = [dequantised.get(name, name) for name in tensors]
     reference, quantised = _outputs(fp32, tensors, batches), _outputs(int8, int8_names, batches)
     errors = {
         name: _relative_error(quantised[int8_name], reference[name])
         for name, int8_name in zip(tensors, int8_names, strict=True)
     }
-    return {
-        node.name: errors[outputs[node.name]] - (errors[node.input[0]] if node.input[0] in writers else 0.0)
-        for node in nodes
-    }
+    return {node.name: errors[outputs[node.name]] - errors.get(node.input[0], 0.0) for node in nodes}
 
 
 def failing_layers(errors: Mapping[str, float], tolerance: float) -> list[str]:

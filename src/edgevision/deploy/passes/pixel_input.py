@@ -121,7 +121,8 @@ def take_pixels(model: onnx.ModelProto, preprocessing: Preprocessing) -> PixelIn
 
 
 def read_pixels_quantized(model: onnx.ModelProto, pixels: PixelInput) -> onnx.ModelProto:
-    """A quantised :func:`take_pixels` model without ``Cast -> Sub -> QuantizeLinear`` on the pixels.
+    """A quantised :func:`take_pixels` model without ``Cast -> Sub -> QuantizeLinear`` on the pixels
+    (unchanged when a layer kept in fp32 reads them, e.g. by the per-layer accuracy gate).
 
     Raises:
         ConfigError: the centred tensor is not quantised with scale 1 and zero point ``z`` (its
@@ -134,7 +135,7 @@ def read_pixels_quantized(model: onnx.ModelProto, pixels: PixelInput) -> onnx.Mo
         graph.node[i] for i in readers.get(pixels.centred, []) if graph.node[i].op_type == "QuantizeLinear"
     ]
     if len(quantizers) != 1 or len(readers[pixels.centred]) != 1:
-        raise ConfigError("the centred pixels must be read by exactly one QuantizeLinear")
+        return model  # a layer kept in fp32 reads the centred pixels: they stay Cast -> Sub
     quantizer = quantizers[0]
     scale, zero = values[quantizer.input[1]], values[quantizer.input[2]]
     if float(scale) != 1.0 or int(zero) != pixels.zero_point or zero.dtype != np.uint8:
