@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -119,16 +119,12 @@ def build_plans(
     calibration: Path,
     count: int,
     folder: Path,
-    extra_calibrators: Sequence[str] = (),
-    pixel_input: bool = True,
+    builds: Mapping[str, tuple[str, str, bool]],
 ) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Plans of ``name`` at ``size``: ``fp32``, ``int8`` (entropy) and ``int8 <calibrator>`` for each
-    of ``extra_calibrators`` (int8 plans with ``pixel_input``); the paths and what the builds took
-    and said."""
-    builds = {"fp32": ("fp32", "entropy"), "int8": ("int8", "entropy")}
-    builds |= {f"int8 {calibrator}": ("int8", calibrator) for calibrator in extra_calibrators}
+    """Plans of ``name`` at ``size`` by label: ``builds`` maps each to (precision, calibrator, pixel
+    input); int8 plans calibrate on ``count`` images of ``calibration``."""
     paths, info = {}, {}
-    for label, (precision, calibrator) in builds.items():
+    for label, (precision, calibrator, pixels) in builds.items():
         options = BuildOptions(
             precision=precision,
             calibration_dir=calibration if precision == "int8" else None,
@@ -136,12 +132,12 @@ def build_plans(
             calibrator=calibrator,
             tune=False,
             input_size=size,
-            pixel_input=pixel_input and precision == "int8",
+            pixel_input=pixels,
         )
         start = time.perf_counter()
         result = build_engine(
             name,
-            folder / f"{name}_{label.replace(' ', '_')}.plan",
+            folder / f"{name}_{label.replace(',', '').replace(' ', '_')}.plan",
             options,
             weights=weights,
             progress=lambda message, label=label: say(f"  build {name} {label}: {message}"),
@@ -598,18 +594,14 @@ def main(
     try:
         set_threads(1)
         say("building plans")
+        builds = {"fp32": ("fp32", "entropy", False), "int8": ("int8", "entropy", pixel_input)}
         fb_plans, results["builds_faceboxes"] = build_plans(
-            "faceboxes", faceboxes_weights, VGA, train, calibration_images, out / "plans", (), pixel_input
+            "faceboxes", faceboxes_weights, VGA, train, calibration_images, out / "plans", builds
         )
+        extra = ["percentile"] if compare_calibrators is None else compare_calibrators
+        builds |= {f"int8 {calibrator}": ("int8", calibrator, pixel_input) for calibrator in extra}
         mn_plans, results["builds_mobilenet_v2"] = build_plans(
-            "mobilenet_v2",
-            mobilenet_weights,
-            IMAGENET,
-            train,
-            calibration_images,
-            out / "plans",
-            ["percentile"] if compare_calibrators is None else compare_calibrators,
-            pixel_input,
+            "mobilenet_v2", mobilenet_weights, IMAGENET, train, calibration_images, out / "plans", builds
         )
 
         say("1. FaceBoxes on the WIDER val subset")

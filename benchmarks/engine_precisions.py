@@ -17,24 +17,23 @@ from typing import Annotated
 
 import typer
 from _machine import cpu_name, set_threads  # benchmarks/_machine.py
-from engine_int8 import SUBSETS, VGA, binding_preprocessing, markdown, say, timed_rotation
+from engine_int8 import SUBSETS, VGA, binding_preprocessing, build_plans, markdown, say, timed_rotation
 
 from edgevision import load_detector
 from edgevision.data.io import read_image
 from edgevision.data.paths import default_data_dir
 from edgevision.data.preprocessing import Preprocessing
-from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.calibration import ImageFolderBatches
 from edgevision.deploy.runtime import load_engine
 from edgevision.evaluation.widerface_predict import run_widerface
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = default_data_dir(REPO_ROOT)
-PLANS = {  # label -> (precision, pixel input)
-    "fp32": ("fp32", False),
-    "fp16": ("fp16", False),
-    "int8": ("int8", False),
-    "int8, pixel input": ("int8", True),
+PLANS = {  # label -> (precision, calibrator, pixel input)
+    "fp32": ("fp32", "entropy", False),
+    "fp16": ("fp16", "entropy", False),
+    "int8": ("int8", "entropy", False),
+    "int8, pixel input": ("int8", "entropy", True),
 }
 
 
@@ -50,17 +49,7 @@ def main(
     train = widerface / "WIDER_train" / "images"
     out.mkdir(parents=True, exist_ok=True)
     set_threads(1)
-    paths = {}
-    for label, (precision, pixels) in PLANS.items():
-        options = BuildOptions(
-            precision=precision,
-            calibration_dir=train if precision == "int8" else None,
-            calibration_images=calibration_images,
-            input_size=VGA,
-            pixel_input=pixels,
-        )
-        paths[label] = build_engine("faceboxes", out / f"{label.replace(', ', '_')}.plan", options).path
-        say(f"built {paths[label].name}")
+    paths, _ = build_plans("faceboxes", None, VGA, train, calibration_images, out, PLANS)
     engines = {label: load_engine(path, threads=1) for label, path in paths.items()}
     photo = read_image(
         ImageFolderBatches(widerface / "WIDER_val" / "images", "x", VGA, Preprocessing()).paths[0]
