@@ -339,6 +339,9 @@ def build(
         str, typer.Option(help="runtime: ort (ONNX Runtime) or openvino on the CPU, tensorrt on a GPU")
     ] = "ort",
     tune: Annotated[bool, typer.Option(help="time candidate tactics, keep the fastest accurate one")] = False,
+    tune_backend: Annotated[
+        list[str] | None, typer.Option(help="a CPU backend --tune tries (repeat it; default: --backend)")
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="weights for a registry model")] = None,
     arch: Annotated[str | None, typer.Option(help="architecture of a .pth checkpoint")] = None,
     input_size: Annotated[str | None, typer.Option(help="HxW to build for (default: the model's)")] = None,
@@ -361,6 +364,7 @@ def build(
         fp32_fallback=fp32_fallback,
         backend=backend,
         tune=tune,
+        tune_backends=tuple(tune_backend or ()),
         input_size=_parse_size(input_size),
         pixel_input=pixel_input,
     )

@@ -142,6 +142,37 @@ def test_tuned_plan_records_the_chosen_tactic(tmp_path: Path) -> None:
     assert session == result.tuning.tactic.as_dict() and session["threads"] == 1
 
 
+def test_tuning_spans_backends_and_the_precisions_int8_allows(calibration_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="the openvino backend is an optional extra")
+    options = BuildOptions(
+        precision="int8",
+        calibration_dir=calibration_dir,
+        input_size=(64, 96),
+        tune=True,
+        threads=(1,),
+        tune_backends=("ort", "openvino"),
+    )
+    result = build_engine("faceboxes", tmp_path / "tuned.plan", options)
+    rows = result.tuning.rows
+    # ONNX Runtime: int8 (per-channel, per-tensor) and fp32, at two optimisation levels each; OpenVINO:
+    # the same precisions at its one level.
+    assert Counter((row.tactic.backend, row.tactic.precision) for row in rows) == {
+        ("ort", "int8"): 4,
+        ("ort", "fp32"): 2,
+        ("openvino", "int8"): 2,
+        ("openvino", "fp32"): 1,
+    }
+    chosen = result.tuning.tactic
+    plan = load_engine(result.path).plan
+    assert (plan.backend, plan.precision) == (
+        {"ort": "onnxruntime", "openvino": "openvino"}[chosen.backend],
+        chosen.precision,
+    )
+    assert (plan.calibration is not None) == (chosen.precision == "int8")
+    with pytest.raises(ConfigError, match="TensorRT times its own kernels"):
+        BuildOptions(tune=True, backend="tensorrt")
+
+
 def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="calibration images"):
         BuildOptions(precision="int8")

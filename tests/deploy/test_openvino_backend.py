@@ -179,7 +179,5 @@ def test_openvino_options_and_limits() -> None:
     tactic = Tactic(backend="openvino", precision="int8", threads=2, graph_optimization_level="all")
     with pytest.raises(ConfigError, match="ONNX Runtime's"):
         tactic.session_options()
-    with pytest.raises(ConfigError, match="tuning times ONNX Runtime sessions"):
-        BuildOptions(backend="openvino", tune=True)
     with pytest.raises(ConfigError, match="'coreml' runtime"):
         Engine(replace(plan, backend="coreml", plugins=()))

@@ -41,7 +41,14 @@ from edgevision.deploy.passes.pixel_input import PIXELS, PixelInput, read_pixels
 from edgevision.deploy.plan import PRECISIONS, Binding, Plan, Plugin, write_plan
 from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.quantize import quantize_qdq
-from edgevision.deploy.tuning import Tactic, TuningResult, candidate_tactics, max_relative_error_gate, tune
+from edgevision.deploy.tuning import (
+    CPU_BACKENDS,
+    Tactic,
+    TuningResult,
+    candidate_tactics,
+    max_relative_error_gate,
+    tune,
+)
 from edgevision.errors import ConfigError
 
 
@@ -66,9 +73,13 @@ class BuildOptions:
         backend: ``"ort"`` (ONNX Runtime, CPU), ``"openvino"`` (OpenVINO's CPU plugin) or
             ``"tensorrt"`` (a TensorRT engine on a CUDA GPU, built when the plan is loaded); the
             last two are optional extras, untuned.
-        tune: time candidate tactics and keep the fastest that passes the gate.
+        tune: time candidate tactics and keep the fastest that passes the gate; the precisions
+            tried are those ``precision`` allows, as TensorRT's builder flags do (int8: int8 and
+            fp32; fp16: fp16 and fp32), and the plan records the chosen one.
         tolerance: the tuner's accuracy gate, max relative output error against fp32.
         threads: thread counts the tuner tries.
+        tune_backends: the CPU backends the tuner tries (default: ``backend``); the plan is for the
+            chosen one.
         input_size: ``(H, W)`` to build for; None is the model's default.
         pixel_input: the plan takes ``(N, H, W, 3)`` uint8 pixels in the model's channel order and
             does the preprocessing in its graph (:mod:`.passes.pixel_input`); registry models and
@@ -87,8 +98,13 @@ class BuildOptions:
     tune: bool = False
     tolerance: float = 0.1
     threads: tuple[int, ...] = (1, 2)
+    tune_backends: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
     pixel_input: bool = False
+
+    @property
+    def tuned_backends(self) -> tuple[str, ...]:
+        return self.tune_backends or (self.backend,)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -97,8 +113,11 @@ class BuildOptions:
             raise ConfigError(
                 f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
             )
-        if self.tune and self.backend != "ort":
-            raise ConfigError(f"tuning times ONNX Runtime sessions; build for {self.backend} without it")
+        if self.tune and set(self.tuned_backends) - set(CPU_BACKENDS):
+            raise ConfigError(
+                f"tuning times CPU sessions ({', '.join(CPU_BACKENDS)}); TensorRT times its own "
+                "kernels when it builds: build for tensorrt without --tune"
+            )
         cached = self.calibration_cache is not None and Path(self.calibration_cache).is_file()
         if (
             self.precision == "int8"
@@ -150,7 +169,8 @@ def build_engine(
         calibration images, a bad option.
     """
     options = options or BuildOptions()
-    version = backend_version(options.backend)  # a missing optional backend fails before any work
+    # A missing optional backend fails before any work.
+    versions = {b: backend_version(b) for b in {options.backend, *options.tuned_backends}}
     say = progress or (lambda _message: None)
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
@@ -238,14 +258,19 @@ def build_engine(
         feeds = {input_name: _example_input(imported, options, preprocessing)}
         reference = make_session(fp32).run(None, feeds)
         per_channel = (True, False) if options.precision == "int8" else (True,)
+        allowed = (options.precision, "fp32") if options.precision != "fp32" else ("fp32",)
+        candidates = candidate_tactics(
+            allowed, threads=options.threads, per_channel=per_channel, backends=options.tuned_backends
+        )
         tuning = tune(
-            candidate_tactics([options.precision], threads=options.threads, per_channel=per_channel),
+            candidates,
             build,
             feeds,
             reference_outputs=reference,
             gate=max_relative_error_gate(options.tolerance),
         )
         model_bytes, tactics = tuning.model, {"session": tuning.tactic.as_dict()}
+        precision, backend = tuning.tactic.precision, tuning.tactic.backend
     else:
         model_bytes = build(
             Tactic(
@@ -255,28 +280,28 @@ def build_engine(
                 graph_optimization_level="all",
             )
         )
-        tactics = {}
+        tactics, precision, backend = {}, options.precision, options.backend
     final = onnx.ModelProto.FromString(model_bytes)
     say("planning memory")
     shape = (1, *imported.input_size, 3) if pixels is not None else (1, 3, *imported.input_size)
     memory = _memory_report(final, {input_name: shape})
     tactics["passes"] = [report.name for report in reports]
-    if options.precision == "int8":
+    if precision == "int8":
         tactics["fp32_layers"] = exclude
     plugins = tuple(Plugin(spec.domain, spec.op_type, spec.version) for spec in plugins_used(final))
-    check_plugins(options.backend, plugins)
+    check_plugins(backend, plugins)
     plan = Plan(
         model=model_bytes,
-        precision=options.precision,
+        precision=precision,
         inputs=(_binding(final.graph.input[0], preprocessing.as_dict()),),
         outputs=tuple(_binding(value) for value in final.graph.output),
-        calibration_method=options.calibrator if options.precision == "int8" else None,
-        calibration=calibration,
+        calibration_method=options.calibrator if precision == "int8" else None,
+        calibration=calibration if precision == "int8" else None,
         tactics=tactics,
         plugins=plugins,
         source={**imported.source, "input_size": list(imported.input_size)},
-        backend=PLAN_NAMES[options.backend],
-        backend_version=version,
+        backend=PLAN_NAMES[backend],
+        backend_version=versions[backend],
     )
     say("writing the plan")
     path = write_plan(output, plan)

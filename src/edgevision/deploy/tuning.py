@@ -1,8 +1,9 @@
-"""Tactic selection: time whole ONNX Runtime session configurations and keep the fastest accurate one.
+"""Tactic selection: time whole session configurations and keep the fastest accurate one.
 
 TensorRT's builder times candidate kernels ("tactics") for each layer and keeps the fastest, with a
 timing cache so a rebuild on the same machine times nothing. Here a tactic is one level up: a whole
-session configuration (precision, int8 weight scales, threads, graph optimisation level). Each
+session configuration (CPU backend, precision, int8 weight scales, threads, graph optimisation
+level). Each
 candidate is built, run once, checked against reference outputs by an accuracy gate, then timed
 (median of repeated runs) or looked up in a :class:`TimingCache`; the fastest accepted one wins.
 
@@ -35,10 +36,10 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from edgevision.data.io import atomic_write
 from edgevision.deploy.plan import PRECISIONS
-from edgevision.deploy.plugins import make_session
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
 BACKENDS = ("ort", "openvino", "tensorrt")  # their sessions: edgevision.deploy.backends
+CPU_BACKENDS = ("ort", "openvino")  # the ones the tuner times
 GRAPH_OPTIMIZATION_LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -58,6 +59,8 @@ _CPUINFO = Path("/proc/cpuinfo")
 # What a session that cannot be built or run for a tactic raises (they share no base but Exception);
 # a build that is not a model at all fails to parse (DecodeError).
 _SESSION_ERRORS = (
+    ConfigError,  # e.g. a backend that cannot run the model's plugins
+    RuntimeError,  # OpenVINO's errors
     DecodeError,
     ort_errors.Fail,
     ort_errors.InvalidArgument,
@@ -183,19 +186,34 @@ def candidate_tactics(
     threads: Sequence[int] = (1, 2),
     levels: Sequence[str] = ("extended", "all"),
     per_channel: Sequence[bool] = (True, False),
+    backends: Sequence[str] = ("ort",),
 ) -> list[Tactic]:
-    """Every combination of the options, ``per_channel`` varied for int8 only (``False`` otherwise)."""
+    """Every combination of the options, ``per_channel`` varied for int8 only (``False`` otherwise)
+    and ``levels`` for ONNX Runtime only (OpenVINO has no such setting: ``"all"``).
+
+    Raises:
+        ConfigError: a backend is not a CPU one (TensorRT times its own kernels when it builds).
+    """
+    if set(backends) - set(CPU_BACKENDS):
+        raise ConfigError(f"tactics are timed on the CPU backends {CPU_BACKENDS}, not {tuple(backends)}")
     return [
-        Tactic(precision=precision, per_channel=scales, threads=count, graph_optimization_level=level)
+        Tactic(
+            backend=backend,
+            precision=precision,
+            per_channel=scales,
+            threads=count,
+            graph_optimization_level=level,
+        )
+        for backend in backends
         for precision in precisions
         for scales in (per_channel if precision == "int8" else (False,))
         for count in threads
-        for level in levels
+        for level in (levels if backend == "ort" else ("all",))
     ]
 
 
 def time_session(
-    session: ort.InferenceSession,
+    session: Any,
     feeds: Mapping[str, np.ndarray],
     warmup: int = 3,
     repeats: int = 20,
@@ -264,7 +282,7 @@ def timing_key(model: bytes, tactic: Tactic, feeds: Mapping[str, np.ndarray], cp
     (:func:`cpu_identity` unless given), the tactic, and the inputs' dtypes and shapes."""
     identity = {
         "model_sha256": hashlib.sha256(model).hexdigest(),
-        "backend": [tactic.backend, ort.__version__],
+        "backend": [tactic.backend, _backend_version(tactic.backend)],
         "cpu": cpu_identity() if cpu is None else cpu,
         "tactic": tactic.as_dict(),
         "inputs": {name: [str(array.dtype), list(array.shape)] for name, array in feeds.items()},
@@ -376,18 +394,14 @@ def _evaluate(
     model: bytes,
     feeds: Mapping[str, np.ndarray],
     check: Callable[[Outputs], str | None] | None,
-    time_it: Callable[[ort.InferenceSession], float],
+    time_it: Callable[[Any], float],
     cache: TimingCache | None,
     cpu: str,
 ) -> TuningRow:
     """One candidate's row: run once, gate, then take the time cached for its :func:`timing_key` on
     ``cpu`` or time it."""
     try:
-        session = make_session(
-            onnx.ModelProto.FromString(model),
-            tactic.session_options(),
-            disabled_optimizers=DISABLED_OPTIMIZERS,
-        )
+        session = _open_session(model, tactic)
         missing = [value.name for value in session.get_inputs() if value.name not in feeds]
         if missing:
             raise ShapeError(f"the feeds {sorted(feeds)} lack the input(s) {missing} of the {tactic} model")
@@ -416,3 +430,16 @@ def _reasons(rows: Sequence[TuningRow]) -> str:
     """Each distinct rejection reason once, with how many candidates it rejected."""
     counts = Counter(row.reason for row in rows)
     return "; ".join(f"{count}x {reason}" for reason, count in counts.items())
+
+
+def _open_session(model: bytes, tactic: Tactic) -> Any:
+    """The tactic's session of ``model`` (imported here: the backends module imports this one)."""
+    from edgevision.deploy.backends import open_session
+
+    return open_session(model, tactic)
+
+
+def _backend_version(backend: str) -> str:
+    from edgevision.deploy.backends import backend_version
+
+    return backend_version(backend)

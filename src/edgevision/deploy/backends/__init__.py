@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,12 +26,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgevision.deploy.plugins import make_session
+from edgevision.deploy.plan import Plugin
+from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.tuning import BACKENDS, DISABLED_OPTIMIZERS, Tactic
 from edgevision.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edgevision.deploy.plan import Plan, Plugin
+    from edgevision.deploy.plan import Plan
 
 # The runtime's name a plan records (Plan.backend) for each backend
 PLAN_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
@@ -80,12 +82,27 @@ def create_session(plan: Plan, tactic: Tactic) -> Session:
             package (or, for TensorRT, a GPU) is missing.
     """
     check_plugins(tactic.backend, plan.plugins)
-    if tactic.backend == "openvino":
-        return _optional("openvino").OpenVinoSession(plan.model, plan.precision, tactic.threads)
     if tactic.backend == "tensorrt":
         return _optional("tensorrt").TensorRtSession(plan.model, _built_shapes(plan))
-    model = onnx.ModelProto.FromString(plan.model)
-    return make_session(model, tactic.session_options(), disabled_optimizers=DISABLED_OPTIMIZERS)
+    return open_session(plan.model, replace(tactic, precision=plan.precision))
+
+
+def open_session(model: bytes, tactic: Tactic) -> Session:
+    """A CPU session of the serialized ``model`` on ``tactic.backend`` (``"ort"`` with the
+    plugins the model uses, or ``"openvino"``), as the tuner times and :func:`create_session` opens.
+
+    Raises:
+        ConfigError: another backend, an OpenVINO session of a model with plugins, or OpenVINO is
+            not installed.
+    """
+    if tactic.backend == "openvino":
+        used = plugins_used(onnx.ModelProto.FromString(model))
+        check_plugins("openvino", [Plugin(spec.domain, spec.op_type, spec.version) for spec in used])
+        return _optional("openvino").OpenVinoSession(model, tactic.precision, tactic.threads)
+    if tactic.backend != "ort":
+        raise ConfigError(f"{tactic.backend} is not a CPU backend")
+    proto = onnx.ModelProto.FromString(model)
+    return make_session(proto, tactic.session_options(), disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
 def backend_version(backend: str) -> str:
