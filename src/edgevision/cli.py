@@ -348,6 +348,9 @@ def build(
     pixel_input: Annotated[
         bool, typer.Option(help="the plan takes (N, H, W, 3) uint8 pixels and normalises them itself")
     ] = False,
+    bias_correction: Annotated[
+        bool, typer.Option(help="fold each int8 conv's mean weight-rounding error into its bias")
+    ] = False,
     report: Annotated[
         bool, typer.Option(help="print the builder log (layers before/after each pass)")
     ] = False,
@@ -367,6 +370,7 @@ def build(
         tune_backends=tuple(tune_backend or ()),
         input_size=_parse_size(input_size),
         pixel_input=pixel_input,
+        bias_correction=bias_correction,
     )
     with _progress() as progress:
         task = progress.add_task("building", total=None)

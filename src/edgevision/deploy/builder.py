@@ -19,6 +19,7 @@ import onnx
 
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
+from edgevision.deploy.bias_correction import conv_input_means, correct_biases
 from edgevision.deploy.calibration import (
     CALIBRATORS,
     ImageFolderBatches,
@@ -73,6 +74,8 @@ class BuildOptions:
         backend: ``"ort"`` (ONNX Runtime, CPU), ``"openvino"`` (OpenVINO's CPU plugin) or
             ``"tensorrt"`` (a TensorRT engine on a CUDA GPU, built when the plan is loaded); the
             last two are optional extras, untuned.
+        bias_correction: fold each int8 conv's mean weight-quantisation error into its bias
+            (:mod:`.bias_correction`, measured on the calibration images).
         tune: time candidate tactics and keep the fastest that passes the gate; the precisions
             tried are those ``precision`` allows, as TensorRT's builder flags do (int8: int8 and
             fp32; fp16: fp16 and fp32), and the plan records the chosen one.
@@ -101,6 +104,7 @@ class BuildOptions:
     tune_backends: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
     pixel_input: bool = False
+    bias_correction: bool = False
 
     @property
     def tuned_backends(self) -> tuple[str, ...]:
@@ -122,7 +126,7 @@ class BuildOptions:
         if (
             self.precision == "int8"
             and self.calibration_dir is None
-            and (not cached or self.fp32_fallback is not None)
+            and (not cached or self.fp32_fallback is not None or self.bias_correction)
         ):
             raise ConfigError("an int8 build needs a folder of calibration images (--calib DIR)")
         if self.calibrator not in CALIBRATORS:
@@ -222,11 +226,27 @@ def build_engine(
             }
             ranges = {**ranges, **exact}
     exclude = list(options.exclude)
+    corrected: dict[bool, onnx.ModelProto] = {}  # per_channel -> fp32 with corrected biases
+    if options.precision == "int8" and options.bias_correction:
+        say("measuring conv input means")
+        images = ImageFolderBatches(
+            options.calibration_dir,
+            input_name,
+            imported.input_size,
+            preprocessing,
+            batch_size=8,
+            limit=options.calibration_images,
+        )
+        means = conv_input_means(fp32, images)
+        for per_channel in (True, False):
+            corrected[per_channel], report = correct_biases(fp32, means, per_channel)
+        notes.append(f"[bias correction] {len(report.details)} convs over {len(images.paths)} images")
 
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
+        source = corrected.get(per_channel, fp32)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "int8.onnx"
-            model = onnx.load(quantize_qdq(fp32, ranges, path, per_channel=per_channel, exclude=excluded))
+            model = onnx.load(quantize_qdq(source, ranges, path, per_channel=per_channel, exclude=excluded))
         return model if pixels is None else read_pixels_quantized(model, pixels)
 
     if options.precision == "int8" and options.fp32_fallback is not None:
