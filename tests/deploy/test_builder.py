@@ -182,6 +182,10 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
         BuildOptions(calibrator="kl")
     with pytest.raises(ConfigError, match="tolerance >= 0"):
         BuildOptions(fp32_fallback=float("nan"))
+    with pytest.raises(ConfigError, match="add --tune"):
+        BuildOptions(tune_backends=("openvino",))
+    with pytest.raises(ConfigError, match="TensorRT takes no uint8 pixel input"):
+        BuildOptions(backend="tensorrt", pixel_input=True)
     with pytest.raises(ConfigError, match="takes more than an image"):
         build_engine("rfcn_resnet50_dcn", tmp_path / "rfcn.plan")
     with pytest.raises(ConfigError, match="only takes 112x112 inputs, not 224x224"):

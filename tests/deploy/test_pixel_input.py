@@ -177,3 +177,48 @@ def test_gated_pixel_plan_keeps_the_first_conv_on_float_pixels(
     assert ops[:3] == ["Transpose", "Cast", "Sub"]  # the fp32 conv reads the centred float pixels
     found = load_detector(str(result.path)).detect(read_image(astronaut_path)).above(0.5)
     assert len(found) == 1 and float(found.scores[0]) > 0.95
+
+
+def test_every_conv_and_shape_reader_of_the_image_takes_the_pixels() -> None:
+    rng = np.random.default_rng(3)
+    weights = {
+        "w3": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "w1": rng.standard_normal((2, 3, 1, 1)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "w3"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["image", "w1"], ["b"]),
+        helper.make_node("Shape", ["image"], ["shape"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 7, 9])],
+        [
+            helper.make_tensor_value_info(name, dtype, None)
+            for name, dtype in (
+                ("a", TensorProto.FLOAT),
+                ("b", TensorProto.FLOAT),
+                ("shape", TensorProto.INT64),
+            )
+        ],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    preprocessing = Preprocessing("BGR", (104.0, 117.0, 123.0), (1.0, 2.0, 4.0))
+    taken = take_pixels(model, preprocessing)
+    pixels, image = pixels_and_image(preprocessing)
+    want, got = run(model, {"image": image}), run(taken.model, {PIXELS: pixels})
+    np.testing.assert_allclose(got[0][:, :, 1:-1, 1:-1], want[0][:, :, 1:-1, 1:-1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)  # 1x1: no padding, exact
+    np.testing.assert_array_equal(got[2], [1, 3, 7, 9])  # the NCHW shape, read after the transpose
+    clash = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["image"], [PIXELS])],
+            "g",
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 7, 9])],
+            [helper.make_tensor_value_info(PIXELS, TensorProto.FLOAT, None)],
+        )
+    )
+    with pytest.raises(ConfigError, match="already uses"):
+        take_pixels(clash, preprocessing)

@@ -239,3 +239,18 @@ def test_ort_entropy_at_its_defaults_is_minmax(
     ours = calibrate(stats, "entropy", skip_zeros=True)
     clipped = [name for name in searched if searched[name][1] < 0.99 * minmax[name][1]]
     assert clipped and all(ours[name].amax < stats[name].amax for name in clipped)
+
+
+def test_symmetric_int8_activations_have_zero_points_of_zero(
+    model_path: Path, stats: dict[str, TensorStats], test_set: list[dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    # TensorRT's ONNX parser takes only int8 Q/DQ with zero point 0: what symmetric=True writes.
+    path = quantize_qdq(
+        model_path, calibrate(stats, "entropy", skip_zeros=True), tmp_path / "sym.onnx", symmetric=True
+    )
+    model = onnx.load(path)
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    zero_points = [values[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    # Half the levels of uint8 on the ReLU outputs: about twice the rounding noise, still small.
+    assert relative_errors(path, model_path, test_set).max() < 0.08

@@ -16,6 +16,7 @@ from edgevision.api import load_detector
 from edgevision.data.io import read_image
 from edgevision.data.preprocessing import model_preprocessing
 from edgevision.deploy.backends import _built_shapes
+from edgevision.deploy.backends.profiles import profile_shapes
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.plan import read_plan
 from edgevision.deploy.runtime import Engine, load_engine
@@ -47,11 +48,14 @@ def test_profile_spans_batch_and_sides_around_the_built_shape(tmp_path: Path) ->
     assert _built_shapes(plan) == {"image": (1, 3, 240, 320)}
     pixels = replace(plan, inputs=(replace(plan.inputs[0], shape=("N", "height", "width", 3)),))
     assert _built_shapes(pixels) == {"image": (1, 240, 320, 3)}
-    if HAS_TENSORRT:
-        from edgevision.deploy.backends.tensorrt import profile_shapes
-
-        low, best, high = profile_shapes((-1, 3, -1, -1), (1, 3, 240, 320))
-        assert (low, best, high) == ((1, 3, 32, 32), (1, 3, 240, 320), (8, 3, 2048, 2048))
+    low, best, high = profile_shapes((-1, 3, -1, -1), (1, 3, 240, 320))
+    assert (low, best, high) == ((1, 3, 32, 32), (1, 3, 240, 320), (8, 3, 2048, 2048))
+    # A fixed dimension stays fixed; a built size beyond the default range widens it.
+    assert profile_shapes((1, -1, -1, 3), (1, 4000, 64, 3)) == (
+        (1, 32, 32, 3),
+        (1, 4000, 64, 3),
+        (1, 4000, 2048, 3),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,13 @@ class BuildOptions:
             raise ConfigError(
                 f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
             )
+        if self.tune_backends and not self.tune:
+            raise ConfigError("--tune-backend chooses what --tune tries; add --tune")
+        if self.pixel_input and self.backend == "tensorrt":
+            raise ConfigError(
+                "TensorRT takes no uint8 pixel input (its int8 is symmetric, zero point 0): "
+                "build tensorrt plans without --pixel-input"
+            )
         if self.tune and set(self.tuned_backends) - set(CPU_BACKENDS):
             raise ConfigError(
                 f"tuning times CPU sessions ({', '.join(CPU_BACKENDS)}); TensorRT times its own "
@@ -178,8 +185,16 @@ def build_engine(
     say = progress or (lambda _message: None)
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
+    if options.pixel_input and "onnx" in imported.source:
+        raise ConfigError(
+            "pixel input needs a registry model or checkpoint: an ONNX file has no preprocessing"
+        )
     say("running graph passes")
-    fp32, reports = run_passes(imported.model, INT8_PASSES if options.precision == "int8" else DEFAULT_PASSES)
+    # fp32 (and fp16) plans run the fp32 pass list; int8 quantises the int8 list's graph (`fp32`).
+    float_graph, reports = run_passes(imported.model, DEFAULT_PASSES)
+    fp32 = float_graph
+    if options.precision == "int8":
+        fp32, reports = run_passes(imported.model, INT8_PASSES)
     input_name = _input_name(fp32)
     preprocessing = imported.preprocessing
     notes: list[str] = []
@@ -213,11 +228,8 @@ def build_engine(
         calibration = calibration_cache_bytes(ranges, options.calibrator, fp32)
     pixels: PixelInput | None = None
     if options.pixel_input:
-        if "onnx" in imported.source:
-            raise ConfigError(
-                "pixel input needs a registry model or checkpoint: an ONNX file has no preprocessing"
-            )
         pixels = take_pixels(fp32, preprocessing)
+        float_graph = pixels.model if float_graph is fp32 else take_pixels(float_graph, preprocessing).model
         fp32, input_name, preprocessing = pixels.model, PIXELS, replace(preprocessing, pixels=True)
         reports.append(pixels.report)
         if ranges is not None:
@@ -242,11 +254,17 @@ def build_engine(
             corrected[per_channel], report = correct_biases(fp32, means, per_channel)
         notes.append(f"[bias correction] {len(report.details)} convs over {len(images.paths)} images")
 
+    symmetric = options.backend == "tensorrt"  # TensorRT takes int8 Q/DQ with zero point 0 only
+
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
         source = corrected.get(per_channel, fp32)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "int8.onnx"
-            model = onnx.load(quantize_qdq(source, ranges, path, per_channel=per_channel, exclude=excluded))
+            model = onnx.load(
+                quantize_qdq(
+                    source, ranges, path, per_channel=per_channel, exclude=excluded, symmetric=symmetric
+                )
+            )
         return model if pixels is None else read_pixels_quantized(model, pixels)
 
     if options.precision == "int8" and options.fp32_fallback is not None:
@@ -267,16 +285,16 @@ def build_engine(
 
     def build(tactic: Tactic) -> bytes:
         if tactic.precision == "fp32":
-            return fp32.SerializeToString()
+            return float_graph.SerializeToString()
         if tactic.precision == "fp16":
-            return to_float16(fp32).SerializeToString()
+            return to_float16(float_graph).SerializeToString()
         return quantize(tactic.per_channel, exclude).SerializeToString()
 
     tuning = None
     if options.tune:
         say("timing tactics")
         feeds = {input_name: _example_input(imported, options, preprocessing)}
-        reference = make_session(fp32).run(None, feeds)
+        reference = make_session(float_graph).run(None, feeds)
         per_channel = (True, False) if options.precision == "int8" else (True,)
         allowed = (options.precision, "fp32") if options.precision != "fp32" else ("fp32",)
         candidates = candidate_tactics(

@@ -3,8 +3,8 @@
 TensorRT 11 builds only strongly typed networks (its ``FP16`` builder flag is gone): the ONNX types
 decide the precision, so an fp16 engine starts from an fp16 ONNX model, which is what this makes,
 with ONNX Runtime's own converter (``onnxruntime.transformers.float16``; NVIDIA's ModelOpt AutoCast
-does the same job). Values beyond float16's range are clamped to it (65504), and tiny ones to its
-smallest normal, as the converter does.
+does the same job). Values beyond float16's range are clamped to it (65504), and nonzero ones below
+its smallest subnormal (5.96e-8) raised to it, as the converter does.
 
 On this CPU neither ONNX Runtime nor OpenVINO has float16 arithmetic: ONNX Runtime upcasts the
 weights when it loads the plan and computes in float32 (same speed as fp32, half the plan file,

@@ -15,6 +15,8 @@ ORT's graph optimiser fuses into ``QLinearConv``, ``QLinearAdd``, ``QLinearConca
 - weights int8, symmetric, per output channel for Conv (axis 0) unless ``per_channel=False``;
   biases int32 with scale ``input_scale * weight_scale``. No 7-bit ``reduce_range``: that is for
   CPUs without VNNI, whose int16 pair sums can saturate;
+- ``symmetric=True`` gives what TensorRT's ONNX parser requires instead: int8 activations with
+  zero point 0 over ``[-amax, amax]`` (TensorRT's own scheme; slower than U8S8 on ONNX Runtime);
 - nodes named in ``exclude`` stay fp32: they read dequantized inputs, and their outputs are quantized
   only where a quantized node reads them.
 """
@@ -48,6 +50,7 @@ def quantize_qdq(
     *,
     per_channel: bool = True,
     exclude: Sequence[str] = (),
+    symmetric: bool = False,
 ) -> Path:
     """Write the Q/DQ INT8 version of ``model`` to ``path`` (atomically) and return the path.
 
@@ -58,6 +61,7 @@ def quantize_qdq(
         path: the ``.onnx`` file to write; its folder is created.
         per_channel: one weight scale per Conv output channel, else one per weight tensor.
         exclude: names of nodes to keep in fp32.
+        symmetric: int8 activations with zero point 0 (for TensorRT), else uint8 asymmetric.
 
     Raises:
         ConfigError: ``ranges`` lacks an activation of ``model``, or ``exclude`` names a node the
@@ -72,7 +76,9 @@ def quantize_qdq(
     unknown = sorted(set(exclude) - {node.name for node in model.graph.node})
     if unknown:
         raise ConfigError(f"cannot exclude {unknown[0]!r}: the model has no node of that name")
-    clipped = {name: value.clipped() for name, value in ranges.items()}
+    clipped = {
+        name: (-value.amax, value.amax) if symmetric else value.clipped() for name, value in ranges.items()
+    }
     tensors = TensorsData(  # "MinMax": ORT reads each entry as a (lowest, highest) pair
         CalibrationMethod.MinMax,
         {
@@ -85,12 +91,12 @@ def quantize_qdq(
         per_channel,
         False,  # reduce_range
         QuantType.QInt8,
-        QuantType.QUInt8,
+        QuantType.QInt8 if symmetric else QuantType.QUInt8,
         tensors,
         [],  # nodes_to_quantize: all
         list(exclude),
         QUANTIZED_OP_TYPES,
-        {},
+        {"ActivationSymmetric": symmetric},
     )
     quantized = topologically_sorted(_shapes_from_float(quantizer.quantize_model()))
     with atomic_write(path) as handle:

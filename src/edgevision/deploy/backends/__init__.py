@@ -83,7 +83,7 @@ def create_session(plan: Plan, tactic: Tactic) -> Session:
     """
     check_plugins(tactic.backend, plan.plugins)
     if tactic.backend == "tensorrt":
-        return _optional("tensorrt").TensorRtSession(plan.model, _built_shapes(plan))
+        return _optional("tensorrt").TensorRtSession(plan.model, plan.precision, _built_shapes(plan))
     return open_session(plan.model, replace(tactic, precision=plan.precision))
 
 

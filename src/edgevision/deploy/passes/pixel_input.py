@@ -71,6 +71,9 @@ def take_pixels(model: onnx.ModelProto, preprocessing: Preprocessing) -> PixelIn
     dims = list(image.type.tensor_type.shape.dim)
     if len(dims) != 4 or dims[1].dim_value != 3:
         raise ConfigError(f"pixel input needs an (N, 3, H, W) image input; {image.name!r} is not")
+    names_in_use = {value.name for value in graph.input} | {out for node in graph.node for out in node.output}
+    if PIXELS in names_in_use:
+        raise ConfigError(f"pixel input names its input {PIXELS!r}, which the model already uses")
     convs = constant_convs(model)
     readers = consumers(graph).get(image.name, [])
     for index in readers:
@@ -165,5 +168,6 @@ def _reading(node: onnx.NodeProto, old: str, new: str) -> onnx.NodeProto:
     return copy
 
 
-def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str:
-    return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?")
+def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    """A dimension as ``make_tensor_value_info`` takes it: unnamed dynamic ones stay unnamed."""
+    return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None)
