@@ -3,6 +3,7 @@ face, and broken plans or calibration folders fail with one line, exit 2, and no
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import zipfile
@@ -84,3 +85,13 @@ def test_pixel_input_classifier_plan_runs_from_the_command_line(
         tops[label] = re.search(r"top-1 (\d+):", out).group(1)
     # The folded ImageNet normalisation changes only the zero-padded border: the same class.
     assert tops["pixels"] == tops["float"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="checks the message given without tensorrt"
+)
+def test_missing_backend_names_the_extra_to_install(run_cli, assert_one_line_error, tmp_path):
+    # The extra's brackets survive the console's markup.
+    code, _, err = run_cli("build", "faceboxes", "-o", str(tmp_path / "t.plan"), "--backend", "tensorrt")
+    assert_one_line_error(code, err, "pip install edgevision[tensorrt]")
+    assert not (tmp_path / "t.plan").exists()
