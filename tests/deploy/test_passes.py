@@ -258,7 +258,7 @@ def test_concat_of_a_graph_input_needs_a_copy():
 
 
 def test_avgpool_folds_into_the_pointwise_conv_only_when_exact():
-    def model_with(count_include_pad: int) -> onnx.ModelProto:
+    def model_with(count_include_pad: int, kernel: int = 1) -> onnx.ModelProto:
         pool = helper.make_node(
             "AveragePool",
             ["y"],
@@ -268,7 +268,7 @@ def test_avgpool_folds_into_the_pointwise_conv_only_when_exact():
             count_include_pad=count_include_pad,
         )
         weight = numpy_helper.from_array(
-            np.random.default_rng(2).standard_normal((5, 4, 1, 1)).astype(np.float32), "w2"
+            np.random.default_rng(2).standard_normal((5, 4, kernel, kernel)).astype(np.float32), "w2"
         )
         conv = helper.make_node("Conv", ["p", "w2"], ["z"], name="pointwise")
         return conv_model([pool, conv], ["z"], extra_inits=[weight])
@@ -279,6 +279,8 @@ def test_avgpool_folds_into_the_pointwise_conv_only_when_exact():
     assert_same_outputs(run(exact, feeds_for(exact)), run(folded, feeds_for(exact)), "avgpool fold")
     # Without the padding counted the border windows average fewer values: not a conv.
     assert len(fold_avgpool_into_conv(model_with(0))[0].graph.node) == 3
+    # A 3x3 conv after the pool is no per-pixel map: left alone.
+    assert len(fold_avgpool_into_conv(model_with(1, kernel=3))[0].graph.node) == 3
 
 
 @pytest.mark.parametrize("size", [(20, 28), (17, 23)], ids=["multiple of 4", "not a multiple"])

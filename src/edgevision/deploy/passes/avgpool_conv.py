@@ -31,7 +31,7 @@ def fold_avgpool_into_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Pas
             continue
         conv_index = only_reader(graph, readers, pool.output[0])
         conv = convs.get(conv_index) if conv_index is not None else None
-        if conv is None or not _is_pointwise(conv.node) or conv.group != 1:
+        if conv is None or conv.weight.shape[2:] != (1, 1) or not _is_pointwise(conv.node) or conv.group != 1:
             continue
         (k_h, k_w), pads = window
         weight = np.repeat(np.repeat(conv.weight, k_h, axis=2), k_w, axis=3) / (k_h * k_w)
@@ -64,6 +64,7 @@ def _exact_window(pool: onnx.NodeProto) -> tuple[tuple[int, int], list[int]] | N
 
 
 def _is_pointwise(conv: onnx.NodeProto) -> bool:
+    """Stride 1, no padding, no dilation: with a 1x1 filter, a per-pixel linear map."""
     attrs = attributes(conv)
     return (
         list(attrs.get("strides", [1, 1])) == [1, 1]
