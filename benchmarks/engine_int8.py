@@ -237,7 +237,7 @@ def mobilenet_agreement(
     torch's top-1 softmax probability is at least ``CONFIDENT``."""
     prep = model_preprocessing(model)
     engines = {label: load_engine(path, threads=1) for label, path in plans.items()}
-    preps = {label: binding_preprocessing(engine) for label, engine in engines.items()}
+    preps = {label: engine.preprocessing for label, engine in engines.items()}
     top5, confidence = [], []
     top1: dict[str, list[np.ndarray]] = {label: [] for label in engines}
     sources: list[str] = []
@@ -538,14 +538,9 @@ def photos(folder: Path, count: int, size: tuple[int, int], prep: Preprocessing)
     return np.stack([prep.apply(read_image(path), size) for path in paths])
 
 
-def binding_preprocessing(engine: Engine) -> Preprocessing:
-    """How the plan's input is made from a photo, as its binding records."""
-    return Preprocessing.from_dict(engine.inputs[0].preprocessing)
-
-
 def plan_feed(engine: Engine, x: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """``pixels`` for a pixel-input plan, else ``x`` (the same photos as float network input)."""
-    return pixels if binding_preprocessing(engine).pixels else x
+    return pixels if engine.preprocessing.pixels else x
 
 
 def main(

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 from _machine import cpu_name, set_threads  # benchmarks/_machine.py
-from engine_int8 import SUBSETS, VGA, binding_preprocessing, build_plans, markdown, say, timed_rotation
+from engine_int8 import SUBSETS, VGA, build_plans, markdown, say, timed_rotation
 
 from edgevision import load_detector
 from edgevision.data.io import read_image
@@ -54,9 +54,7 @@ def main(
     photo = read_image(
         ImageFolderBatches(widerface / "WIDER_val" / "images", "x", VGA, Preprocessing()).paths[0]
     )
-    feeds = {
-        label: binding_preprocessing(engine).apply(photo, VGA)[None] for label, engine in engines.items()
-    }
+    feeds = {label: engine.preprocessing.apply(photo, VGA)[None] for label, engine in engines.items()}
     times = timed_rotation(
         {label: (lambda e=engine, x=feeds[label]: e.run(x)) for label, engine in engines.items()}, repeats, 3
     )

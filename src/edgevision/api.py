@@ -56,6 +56,5 @@ def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None)
     name = engine.plan.source.get("model")
     if name not in DETECTORS:
         raise UnknownModelError(f"the plan was not built from a detector (its source is {name!r})")
-    pixels = bool(engine.inputs[0].preprocessing.get("pixels", False))
-    network = OnnxDetectorRuntime(engine.session, create_model(name), pixels=pixels)
+    network = OnnxDetectorRuntime(engine.session, create_model(name), pixels=engine.preprocessing.pixels)
     return Detector(network, postprocess, torch.device("cpu"))

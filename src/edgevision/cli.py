@@ -404,17 +404,13 @@ def run_plan(
     from edgevision.api import DETECTORS, detector_from_engine
     from edgevision.data.io import read_image
     from edgevision.data.media import collect_media, is_video
-    from edgevision.data.preprocessing import Preprocessing
     from edgevision.deploy.runtime import load_engine
 
     engine = load_engine(plan, threads)
     if engine.plan.source.get("model") in DETECTORS:
         _detect_media(collect_media(inputs), detector_from_engine(engine), None, False, 0.5, 1.0)
         return
-    binding = engine.inputs[0]
-    preprocessing = (
-        Preprocessing.from_dict(binding.preprocessing) if binding.preprocessing else Preprocessing()
-    )
+    binding, preprocessing = engine.inputs[0], engine.preprocessing
     spatial = binding.shape[1:3] if preprocessing.pixels else binding.shape[2:]
     size = tuple(engine.plan.source.get("input_size") or spatial)
     for path in collect_media(inputs):

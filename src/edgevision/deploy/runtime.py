@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.data.preprocessing import Preprocessing
 from edgevision.deploy.backends import create_session, plan_backend
 from edgevision.deploy.plan import Binding, Plan, read_plan
 from edgevision.deploy.tuning import Tactic
@@ -58,6 +59,13 @@ class Engine:
         return self._run(feeds)
 
     __call__ = run
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How an image becomes the (first) input, as its binding records (raw BGR pixels, as
+        float, for a plan that records none, e.g. one built from an ONNX file)."""
+        recorded = self.inputs[0].preprocessing
+        return Preprocessing.from_dict(recorded) if recorded else Preprocessing()
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [binding.name for binding in self.outputs]
