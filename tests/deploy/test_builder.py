@@ -182,6 +182,8 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
         BuildOptions(calibrator="kl")
     with pytest.raises(ConfigError, match="tolerance >= 0"):
         BuildOptions(fp32_fallback=float("nan"))
+    with pytest.raises(ConfigError, match="must be a file"):
+        BuildOptions(precision="int8", calibration_dir=tmp_path, calibration_cache=tmp_path)
     with pytest.raises(ConfigError, match="add --tune"):
         BuildOptions(tune_backends=("openvino",))
     with pytest.raises(ConfigError, match="TensorRT takes no uint8 pixel input"):

@@ -140,6 +140,8 @@ class BuildOptions:
             raise ConfigError(
                 f"unknown calibrator {self.calibrator!r}; calibrators: {', '.join(CALIBRATORS)}"
             )
+        if self.calibration_cache is not None and Path(self.calibration_cache).is_dir():
+            raise ConfigError(f"--calib-cache must be a file, {self.calibration_cache} is a folder")
         if self.fp32_fallback is not None and not self.fp32_fallback >= 0:  # also refuses NaN
             raise ConfigError(f"--fp32-fallback must be a tolerance >= 0, got {self.fp32_fallback}")
 
@@ -199,17 +201,16 @@ def build_engine(
     preprocessing = imported.preprocessing
     notes: list[str] = []
     calibration, ranges = None, None
+
+    def calibration_images(
+        name: str, prep: Preprocessing, limit: int, batch_size: int = 1
+    ) -> ImageFolderBatches:
+        return ImageFolderBatches(
+            options.calibration_dir, name, imported.input_size, prep, batch_size=batch_size, limit=limit
+        )
+
     if options.precision == "int8":
         cache = Path(options.calibration_cache) if options.calibration_cache is not None else None
-        if options.calibration_dir is not None:
-            batches = ImageFolderBatches(
-                options.calibration_dir,
-                input_name,
-                imported.input_size,
-                imported.preprocessing,
-                limit=options.calibration_images,
-            )
-            calibration_batches = list(batches)
         if cache is not None and cache.is_file():
             method, ranges = load_calibration_cache(cache, fp32)
             if method != options.calibrator:
@@ -217,7 +218,8 @@ def build_engine(
             notes.append(f"[calibration] {method} ranges of {len(ranges)} activations read from {cache}")
         else:
             say("calibrating")
-            stats = collect_activation_histograms(fp32, calibration_batches)
+            batches = calibration_images(input_name, preprocessing, options.calibration_images)
+            stats = collect_activation_histograms(fp32, list(batches))
             ranges = calibrate(stats, options.calibrator, skip_zeros=True)
             notes.append(
                 f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
@@ -241,16 +243,9 @@ def build_engine(
     corrected: dict[bool, onnx.ModelProto] = {}  # per_channel -> fp32 with corrected biases
     if options.precision == "int8" and options.bias_correction:
         say("measuring conv input means")
-        images = ImageFolderBatches(
-            options.calibration_dir,
-            input_name,
-            imported.input_size,
-            preprocessing,
-            batch_size=8,
-            limit=options.calibration_images,
-        )
+        images = calibration_images(input_name, preprocessing, options.calibration_images, batch_size=8)
         means = conv_input_means(fp32, images)
-        for per_channel in (True, False):
+        for per_channel in (True, False) if options.tune else (options.per_channel,):
             corrected[per_channel], report = correct_biases(fp32, means, per_channel)
         notes.append(f"[bias correction] {len(report.details)} convs over {len(images.paths)} images")
 
@@ -269,11 +264,7 @@ def build_engine(
 
     if options.precision == "int8" and options.fp32_fallback is not None:
         say("gating layers")
-        gate_batches = list(
-            ImageFolderBatches(
-                options.calibration_dir, input_name, imported.input_size, preprocessing, limit=8
-            )
-        )
+        gate_batches = list(calibration_images(input_name, preprocessing, limit=8))
         _, kept = keep_failing_layers_in_fp32(
             fp32,
             lambda extra: quantize(options.per_channel, [*exclude, *extra]),

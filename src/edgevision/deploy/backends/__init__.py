@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +41,15 @@ OPTIONAL = {  # backend -> (its module here, the package it imports, how to inst
     "tensorrt": ("tensorrt", "tensorrt", "`pip install edgevision[tensorrt]` and a CUDA GPU"),
 }
 UNKNOWN_SIDE = 512  # pixels: the side a TensorRT profile is tuned for when the plan does not say
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output of an OpenVINO or TensorRT session: its tensor name and shape, ``None``
+    for a dynamic dimension (where ONNX Runtime's ``NodeArg`` gives its symbolic name)."""
+
+    name: str
+    shape: tuple[int | None, ...]
 
 
 class Session(Protocol):

@@ -2,15 +2,16 @@
 
 The model is the same standard ONNX that ONNX Runtime runs: fp32, or int8 as QuantizeLinear /
 DequantizeLinear pairs, which OpenVINO reads as FakeQuantize and runs with its int8 kernels
-(low-precision transformations). The inference precision hint is pinned to f32 for both: left to
+(low-precision transformations), or fp16 tensors, which it upcasts. The inference precision hint is
+pinned to f32 for all of them (this CPU has no fp16 arithmetic): left to
 its default, the CPU plugin runs every float layer in bf16 on a CPU with avx512_bf16 or AMX, which
 moves FaceBoxes' fp32 outputs by 5e-3 to 8e-3 of their scale against ONNX Runtime (1e-6 with f32
 pinned; AMD EPYC with avx512_bf16, OpenVINO 2026.4, 240x320 and 480x640).
 
 A plan keeps dynamic H and W, which OpenVINO runs markedly slower than a static shape (FaceBoxes
-640x480, 1 thread: int8 5.3 ms dynamic, 3.7 ms static); so each input shape a session meets is
-compiled once, statically, and kept (the last :data:`SHAPE_CACHE_SIZE` shapes), as TensorRT
-builds an engine per optimisation profile.
+640x480, 1 thread: int8 5.28 ms dynamic, 4.25 ms static; docs/benchmarks.md); so each input shape
+a session meets is compiled once, statically, and kept (the last :data:`SHAPE_CACHE_SIZE` shapes),
+as TensorRT builds an engine per optimisation profile.
 
 This module imports ``openvino`` (an optional extra); :func:`edgevision.deploy.backends.create_session`
 imports it only for a plan that needs it.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -29,35 +29,27 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
+from edgevision.deploy.backends import TensorInfo
 from edgevision.errors import ConfigError
 
-# The precision of the layers a plan's precision leaves in float: an int8 plan's quantized layers
-# run in int8 whatever the hint says, the rest in f32 as ONNX Runtime runs them; an fp16 plan's
-# float16 weights are upcast (f16 arithmetic needs avx512_fp16 or AMX-FP16, which this CPU lacks).
-INFERENCE_PRECISIONS = {"fp32": ov.Type.f32, "fp16": ov.Type.f32, "int8": ov.Type.f32}
+# The plan precisions this backend runs. Whatever the plan, the layers left in float run in f32,
+# as ONNX Runtime runs them: an int8 plan's quantized layers run in int8 whatever the hint says,
+# and an fp16 plan's float16 weights are upcast (f16 arithmetic needs avx512_fp16 or AMX-FP16).
+PRECISIONS = ("fp32", "fp16", "int8")
 VERSION = ov.__version__
 SHAPE_CACHE_SIZE = 8  # statically compiled input shapes kept per session
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """An input or output of a session: its tensor name and shape, ``None`` for a dynamic dimension
-    (where ONNX Runtime's ``NodeArg`` gives its symbolic name, which OpenVINO does not keep)."""
-
-    name: str
-    shape: tuple[int | None, ...]
 
 
 class OpenVinoSession:
     """An ONNX model compiled for OpenVINO's CPU plugin, run like an ONNX Runtime session.
 
-    Each :meth:`run` uses a new infer request (about 10 us) of the model compiled for the feeds'
+    Each :meth:`run` uses a new infer request of the model compiled for the feeds'
     shapes (compiled on first sight, under a lock), so a session may be run from several threads
     at once, as an ONNX Runtime session may.
 
     Args:
         model: the serialized ONNX model; dynamic dimensions stay dynamic.
-        precision: the plan's precision, ``"fp32"`` or ``"int8"``.
+        precision: the plan's precision, one of :data:`PRECISIONS`.
         threads: inference threads; 0 is OpenVINO's default (one per physical core).
 
     Raises:
@@ -65,13 +57,11 @@ class OpenVinoSession:
     """
 
     def __init__(self, model: bytes, precision: str, threads: int = 0) -> None:
-        if precision not in INFERENCE_PRECISIONS:
-            raise ConfigError(
-                f"the openvino backend runs {tuple(INFERENCE_PRECISIONS)} plans, got {precision!r}"
-            )
+        if precision not in PRECISIONS:
+            raise ConfigError(f"the openvino backend runs {PRECISIONS} plans, got {precision!r}")
         if threads < 0:
             raise ConfigError(f"threads must be at least 0, got {threads}")
-        self.config = {hints.inference_precision: INFERENCE_PRECISIONS[precision]}
+        self.config = {hints.inference_precision: ov.Type.f32}
         if threads:
             self.config[props.inference_num_threads] = threads
         self.core = ov.Core()

@@ -17,25 +17,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import tensorrt as trt
 import torch
 
+from edgevision.deploy.backends import TensorInfo
 from edgevision.deploy.backends.profiles import profile_shapes
 from edgevision.errors import ConfigError, ShapeError
 
 VERSION = trt.__version__
 WORKSPACE_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """An input or output of a session: its name and shape, ``None`` for a dynamic dimension."""
-
-    name: str
-    shape: tuple[int | None, ...]
 
 
 class TensorRtSession:
@@ -111,7 +103,7 @@ class TensorRtSession:
             for name, buffer in buffers.items():
                 self.context.set_tensor_address(name, buffer.data_ptr())
             if not self.context.execute_async_v3(self._stream.cuda_stream):
-                raise RuntimeError("TensorRT failed to run the engine")
+                raise ConfigError("TensorRT failed to run the engine (see its log above)")
             self._stream.synchronize()
             return [buffers[name].cpu().numpy() for name in (output_names or self._outputs)]
 
