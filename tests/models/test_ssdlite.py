@@ -49,12 +49,12 @@ def test_ssdlite_vs_ssd_heads_match_table_5():
 def test_table_5_ssdlite_madds_contradict_table_6():
     # The MobileNetV2 body at 320 costs 0.611B whatever the heads. Table 6 puts the whole
     # MNet V2 + SSDLite at 0.8B, which leaves ~0.19B for heads and extras (ours: 0.176B);
-    # Table 5's 0.35B would make the whole model ~0.96B. So no model fits both tables, and we
-    # follow Table 6 (the one the paper's accuracy and latency are reported for).
+    # Table 5's 0.35B would make the whole model ~0.96B (0.611 + 0.35, outside 0.8B +- 15%). So no
+    # model fits both tables, and we follow Table 6 (the one the paper's accuracy and latency are
+    # reported for).
     model = create_model("ssdlite_mobilenet_v2", num_classes=80)
     body_madds = count_madds(nn.Sequential(*model.body), INPUT)
     assert body_madds == 611_212_800
-    assert body_madds + 0.35e9 != pytest.approx(0.8e9, rel=0.15)
     assert body_madds + _heads_and_extras(model)[1] == pytest.approx(0.8e9, rel=0.05)
 
 
