@@ -149,9 +149,8 @@ def test_int8_plan_runs_int8_kernels_and_finds_the_face(
         for info in (node.get_rt_info() for node in engine.session.compiled.get_runtime_model().get_ops())
     )
     conv_precisions = {precision for (layer, precision) in runtime if layer == "Convolution"}
-    assert conv_precisions and conv_precisions <= {"u8", "i8"}, (
-        runtime
-    )  # Q/DQ became FakeQuantize and int8 convolutions
+    # Q/DQ became FakeQuantize and int8 convolutions.
+    assert conv_precisions and conv_precisions <= {"u8", "i8"}, runtime
     assert not any(precision == "bf16" for _, precision in runtime), runtime
     photo = read_image(astronaut_path)
     ours = load_detector(str(int8_plan)).detect(photo).above(0.5)
