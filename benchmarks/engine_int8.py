@@ -1,6 +1,6 @@
 """Does the engine's INT8 plan keep the accuracy, and how much faster is it than fp32?
 
-The acceptance questions of the INT8 engine, in one run (about 5 minutes on 2 cores):
+The acceptance questions of the INT8 engine, in one run (about 4 minutes on 2 cores):
 
 1. FaceBoxes accuracy: fp32 and int8 plans from :func:`edgevision.deploy.builder.build_engine` (int8:
    entropy calibration on ``--calibration-images`` WIDER FACE *train* images, never val, and uint8

@@ -4,7 +4,7 @@ For the fp32, fp16, int8 and int8 pixel-input plans of the bundled FaceBoxes (in
 calibration on ``--calibration-images`` WIDER *train* images): the plan file's size, the median
 forward time on ONNX Runtime (1 thread, the plans timed in rotation, each fed the same photo as its
 binding takes it) and the WIDER val subset AP with the official protocol through
-``load_detector(plan)``. About 2 minutes on 2 cores.
+``load_detector(plan)``. About 1 minute on 2 cores.
 
     python benchmarks/engine_precisions.py --out /tmp/engine_precisions
 """

@@ -5,7 +5,7 @@ The int8 plan (percentile calibration on 64 WIDER *train* images) is run as its 
 replaced: activation Q/DQ pairs by a ``Clip`` to the same range (clipping without rounding), weight
 dequantisers by the fp32 weights. Its top-1 is compared with the fp32 plan's on held-out WIDER train
 photos (every third image not calibrated on, ``--photos`` of them), beside the plan itself on ONNX
-Runtime's fused kernels and the plan built with ``--bias-correction``. About 3 minutes on 2 cores.
+Runtime's fused kernels and the plan built with ``--bias-correction``. About 1.5 minutes on 2 cores.
 
     python benchmarks/int8_error_sources.py
 """
