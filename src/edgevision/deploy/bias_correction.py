@@ -17,20 +17,18 @@ from collections.abc import Iterable
 import numpy as np
 import onnx
 
-from edgevision.deploy.calibration import Batch, run_exposed
+from edgevision.deploy.calibration import INT8_STEPS, Batch, run_exposed
 from edgevision.deploy.graph import NameAllocator, replace_nodes
 from edgevision.deploy.passes.conv import ConstantConv, constant_convs, conv_with
 from edgevision.deploy.passes.report import PassReport
-
-INT8_WEIGHT_MAX = 127  # symmetric int8 weights: [-127, 127]
 
 
 def quantized_weight(weight: np.ndarray, per_channel: bool) -> np.ndarray:
     """``weight`` (``(C_out, ...)``) rounded to symmetric int8 and back, as the quantiser does it."""
     flat = np.abs(weight.reshape(weight.shape[0], -1) if per_channel else weight.reshape(1, -1))
-    scale = flat.max(axis=1) / INT8_WEIGHT_MAX
+    scale = flat.max(axis=1) / INT8_STEPS
     scale = np.where(scale > 0, scale, 1.0).reshape(-1, *[1] * (weight.ndim - 1))
-    return np.clip(np.round(weight / scale), -INT8_WEIGHT_MAX, INT8_WEIGHT_MAX) * scale
+    return np.clip(np.round(weight / scale), -INT8_STEPS, INT8_STEPS) * scale
 
 
 def conv_input_means(model: onnx.ModelProto, batches: Iterable[Batch]) -> dict[str, np.ndarray]:

@@ -78,8 +78,7 @@ def export_onnx(
         opset = DEFORM_CONV_OPSET if deformable else DEFAULT_OPSET
     elif deformable and opset < DEFORM_CONV_OPSET:
         raise ConfigError(f"a model with DeformConv2d needs opset >= {DEFORM_CONV_OPSET}, got {opset}")
-    device = next(model.parameters(), torch.empty(0)).device
-    examples = example_inputs(model, input_size)
+    examples = example_inputs(model, input_size)  # on the model's device
     if dynamic_batch:
         if len(examples) != 1:
             raise ConfigError("a dynamic batch needs a model with one (image) input")
@@ -98,7 +97,7 @@ def export_onnx(
     try:
         program = torch.onnx.export(
             model,
-            tuple(t.to(device) for t in examples),
+            examples,
             dynamo=True,
             opset_version=opset,
             input_names=names,

@@ -159,7 +159,7 @@ def read_plan(path: str | Path) -> Plan:
     _check_members(members, manifest.get("members"), path)
     try:
         return _plan(manifest, members)
-    except (KeyError, TypeError, ValueError, ConfigError) as error:
+    except (KeyError, TypeError, ValueError) as error:  # ConfigError is a ValueError
         raise PlanFileError(f"malformed {MANIFEST} in {path}: {type(error).__name__} {error}") from None
 
 
