@@ -33,17 +33,13 @@ def load_detector(
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
     """
     if str(name).endswith(PLAN_SUFFIX):
-        return _plan_detector(Path(name), postprocess)
+        return detector_from_engine(load_engine(Path(name)), postprocess)
     if name not in DETECTORS:
         known = "; it is a registered model, not a detector" if name in list_models() else ""
         raise UnknownModelError(f"unknown detector {name!r}{known}; detectors: {', '.join(DETECTORS)}")
     model = create_model(name)
     load_weights(model, weights if weights is not None else bundled_weights(name), name)
     return Detector(model, postprocess, torch.device(device) if device is not None else None)
-
-
-def _plan_detector(path: Path, postprocess: PostProcess | None) -> Detector:
-    return detector_from_engine(load_engine(path), postprocess)
 
 
 def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None) -> Detector:

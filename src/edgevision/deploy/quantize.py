@@ -36,6 +36,7 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from edgevision.data.io import atomic_write
 from edgevision.deploy.calibration import TensorRange, activation_tensors, load_model
 from edgevision.deploy.graph import dequantized_names, topologically_sorted
+from edgevision.deploy.passes.dead_layers import eliminate_dead_layers
 from edgevision.errors import ConfigError
 
 # What quantize_static quantizes in QDQ format: ops with a QLinear kernel (Add, Concat, Mul, ...)
@@ -98,7 +99,7 @@ def quantize_qdq(
         QUANTIZED_OP_TYPES,
         {"ActivationSymmetric": symmetric},
     )
-    quantized = topologically_sorted(_shapes_from_float(quantizer.quantize_model()))
+    quantized = _shapes_from_float(topologically_sorted(quantizer.quantize_model()))
     with atomic_write(path) as handle:
         handle.write(quantized.SerializeToString())
     return Path(path)
@@ -118,12 +119,4 @@ def _shapes_from_float(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in graph.node:
         if node.op_type in ("Shape", "Size") and node.input[0] in float_of:
             node.input[0] = float_of[node.input[0]]
-    used = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
-    unused = [
-        node
-        for node in graph.node
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not used & set(node.output)
-    ]
-    for node in unused:
-        graph.node.remove(node)
-    return new
+    return eliminate_dead_layers(new)[0]  # the Q/DQ copies nothing reads any more

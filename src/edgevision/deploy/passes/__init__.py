@@ -6,17 +6,15 @@ each pass). ``DEFAULT_PASSES`` is the pipeline the builder runs for fp32 and ``I
 int8: every pass keeps the outputs of the graph it is given (tests hold them to 1e-5 relative on
 FaceBoxes and MobileNetV2).
 
-Two rewrites are exact and available but not defaults, because on this CPU with ONNX Runtime
-1.32 they make FaceBoxes slower (640x480, 1 thread): :func:`fuse_crelu` (the doubled convolution
-costs more than the ``Neg`` + ``Concat`` it removes: fp32 plan 8.70 -> 6.78 ms and int8
-4.98 -> 4.63 ms without it) and :func:`space_to_depth_stem` (ONNX Runtime's blocked kernels
-already run the 3-channel 7x7/4 stem well; the rewrite adds a Pad and a SpaceToDepth: fp32
-9.16 vs 7.67 ms, int8 4.43 vs 4.28 ms).
+Two rewrites are exact and available through this API but in neither list, because on this CPU
+with ONNX Runtime 1.32 they made FaceBoxes slower when measured (once; docs/benchmarks.md):
+:func:`fuse_crelu` (the doubled convolution costs more than the ``Neg`` + ``Concat`` it removes)
+and :func:`space_to_depth_stem` (ONNX Runtime's blocked kernels already run the 3-channel 7x7/4
+stem well; the rewrite adds a Pad and a SpaceToDepth).
 
-``INT8_PASSES`` adds two rewrites that pay only once the graph is quantised (FaceBoxes, 640x480,
-1 thread): :func:`fold_avgpool_into_conv` (a ``QLinearAveragePool`` is slow; in fp32 the 3x3 conv
-costs more than pool + 1x1 conv: fp32 plan 6.75 ms without it, 7.37 ms with it) and
-:func:`crelu_as_conv1x1`.
+``INT8_PASSES`` adds two rewrites that pay only once the graph is quantised (docs/benchmarks.md):
+:func:`fold_avgpool_into_conv` (a ``QLinearAveragePool`` is slow; in fp32 the 3x3 conv costs more
+than pool + 1x1 conv) and :func:`crelu_as_conv1x1`.
 """
 
 from __future__ import annotations

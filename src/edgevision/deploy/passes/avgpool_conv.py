@@ -4,7 +4,7 @@ whose filters are the 1x1 filters spread evenly over the window (``W / k^2`` at 
 Exact when the pool has stride 1 and counts its zero padding (``count_include_pad=1``, PyTorch's
 default) and the conv is 1x1, stride 1, unpadded: both are then linear maps of the same zero-padded
 window. FaceBoxes' Inception branch ``avg_pool 3x3 -> conv 1x1`` is this; in INT8 the pool is a
-``QLinearAveragePool`` that costs about 15 times its fp32 kernel.
+``QLinearAveragePool``, a slow kernel (the step table in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from edgevision.deploy.graph import NameAllocator, attributes, replace_nodes
 from edgevision.deploy.passes.conv import ConstantConv, constant_convs
 from edgevision.deploy.passes.report import PassReport
 
-MAX_INPUT_CHANNELS = 4  # only convs this narrow gain from the rearrangement
+MAX_INPUT_CHANNELS = 4  # only stems this narrow (on RGB pixels) are rewritten
 
 
 def space_to_depth_stem(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
