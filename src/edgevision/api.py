@@ -52,5 +52,5 @@ def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None)
     name = engine.plan.source.get("model")
     if name not in DETECTORS:
         raise UnknownModelError(f"the plan was not built from a detector (its source is {name!r})")
-    network = OnnxDetectorRuntime(engine.session, create_model(name), pixels=engine.preprocessing.pixels)
+    network = OnnxDetectorRuntime(engine, create_model(name), pixels=engine.preprocessing.pixels)
     return Detector(network, postprocess, torch.device("cpu"))

@@ -51,5 +51,9 @@ class PlanVersionError(PlanFileError):
     """A plan file has a format version this edgevision does not read."""
 
 
+class PlanSignatureError(PlanFileError):
+    """A plan read with a key is unsigned, or its signature does not verify with that key."""
+
+
 class UnknownPluginError(EdgeVisionError):
     """A plugin (domain, op type, version) of the engine is not in the registry."""

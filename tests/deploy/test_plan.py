@@ -10,66 +10,15 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from plan_files import Members, full_plan, manifest_with, relu_model, rewrite
 
 import edgevision
-from edgevision.deploy.plan import Binding, Plan, Plugin, read_plan, write_plan
+from edgevision.deploy.plan import Binding, Plan, read_plan, write_plan
 from edgevision.errors import ConfigError, PlanFileError, PlanVersionError
-
-Members = dict[str, bytes]
-
-
-def relu_model() -> bytes:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["image"], ["out"])],
-        "relu",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, "height", "width"])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-
-
-def full_plan() -> Plan:
-    return Plan(
-        model=relu_model(),
-        precision="int8",
-        inputs=(
-            Binding(
-                "image",
-                "float32",
-                (1, 3, "height", "width"),
-                {"mean": [104.0, 117.0, 123.0], "channel_order": "BGR", "scale": 1.0},
-            ),
-        ),
-        outputs=(Binding("out", "float32", (1, 3, "height", "width")),),
-        calibration_method="entropy",
-        calibration=b'{"image": [0.0, 255.0]}',
-        tactics={"conv1": {"kernel": "im2col", "threads": 4}, "fuse_relu": True},
-        source={"model": "faceboxes", "config": {}, "weights_sha256": "ab" * 32},
-        plugins=(Plugin("edgevision", "CReLU", 1),),
-        extras={"timing_cache.json": b"{}"},
-    )
 
 
 def written(tmp_path: Path, plan: Plan | None = None) -> Path:
     return write_plan(tmp_path / "plans" / "relu.plan", plan or full_plan())
-
-
-def rewrite(path: Path, change: Callable[[Members], Members]) -> None:
-    """Rewrite the zip ``path`` with its members changed by ``change``, bypassing the checksums."""
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in change(members).items():
-            archive.writestr(name, data)
-
-
-def manifest_with(**fields: object) -> Callable[[Members], Members]:
-    def change(members: Members) -> Members:
-        manifest = json.loads(members["manifest.json"])
-        return {**members, "manifest.json": json.dumps({**manifest, **fields}).encode()}
-
-    return change
 
 
 def without(name: str) -> Callable[[Members], Members]:
@@ -92,7 +41,12 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 
 def test_round_trip_of_a_plan_without_optional_members(tmp_path: Path) -> None:
-    plan = Plan(relu_model(), "fp32", (Binding("image", "float32", (1, 3, 480, 640)),), ())
+    plan = Plan(
+        relu_model(),
+        "fp32",
+        (Binding("image", "float32", (1, 3, 480, 640)),),
+        (Binding("out", "float32", (1, 3, 480, 640)),),
+    )
     path = written(tmp_path, plan)
     assert read_plan(path) == plan
     assert zipfile.ZipFile(path).namelist() == ["manifest.json", "model.onnx"]

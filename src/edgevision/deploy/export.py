@@ -25,6 +25,7 @@ from edgevision.data.io import atomic_write
 from edgevision.deploy.backends import Session
 from edgevision.deploy.onnx_ops import DEFORM_CONV_OPSET, TRANSLATION_TABLE
 from edgevision.deploy.plugins import translation_table as plugin_translation_table
+from edgevision.deploy.runtime import Engine
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 from edgevision.layers.deform_conv import DeformConv2d
 from edgevision.models.complexity import example_inputs
@@ -131,14 +132,15 @@ class OnnxDetectorRuntime(nn.Module):
     It is an ``nn.Module`` without parameters (as torch2trt wraps a TensorRT engine), and takes
     ``config``, ``coder`` and ``anchors`` from ``network``, the torch network the file was exported
     from (its weights are not used), so ``Detector(OnnxDetectorRuntime(path, network))`` detects
-    with ONNX Runtime and the usual post-processing. A plan's engine passes its own session.
+    with ONNX Runtime and the usual post-processing. A plan runs through its engine.
 
     Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR (or, when ``pixels``, ``(1, H, W, 3)`` uint8
     BGR pixels) -> ``loc (1, A, 4)``, ``conf (1, A, 2)`` float32, on the input's device.
 
     Args:
-        source: an ONNX file written by :func:`export_onnx`, or an open session (ONNX Runtime's, or
-            a plan backend's :class:`edgevision.deploy.backends.Session`).
+        source: an ONNX file written by :func:`export_onnx`, a loaded plan
+            (:class:`edgevision.deploy.runtime.Engine`), or an open session (ONNX Runtime's, or a
+            plan backend's :class:`edgevision.deploy.backends.Session`).
         network: the torch network the file was exported from, with the same config.
         intra_op_num_threads: threads per operator for a file; 0 is ONNX Runtime's default (one
             per physical core).
@@ -146,26 +148,32 @@ class OnnxDetectorRuntime(nn.Module):
             ``takes_pixels``.
 
     Raises:
-        InputFileError: ``source`` is missing or is not an ONNX detector with one input and two
-            outputs.
+        InputFileError: ``source`` is missing or is not a detector network with one input and two
+            outputs (the message names the file or plan).
     """
 
     def __init__(
         self,
-        source: str | Path | Session,
+        source: str | Path | Engine | Session,
         network: nn.Module,
         intra_op_num_threads: int = 0,
         pixels: bool = False,
     ) -> None:
         super().__init__()
-        self.session = (
-            _open_session(source, intra_op_num_threads) if isinstance(source, str | Path) else source
-        )
+        # A plan runs through its engine, whose input checks give a one-line ShapeError for a size
+        # the plan was not built for.
+        self._engine = source if isinstance(source, Engine) else None
+        if isinstance(source, str | Path):
+            self.session, named = _open_session(source, intra_op_num_threads), f"the ONNX file {source}"
+        elif isinstance(source, Engine):
+            self.session, named = source.session, source.name
+        else:
+            self.session, named = source, "the session's model"
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 2:
             raise InputFileError(
-                f"expected an ONNX detector with 1 input and 2 outputs (loc, conf), got "
-                f"{len(inputs)} and {len(outputs)}: {source}"
+                f"{named} is not a detector network: it has {len(inputs)} input(s) and "
+                f"{len(outputs)} output(s), a detector 1 input and 2 outputs (loc, conf)"
             )
         self.input_name = inputs[0].name
         self.takes_pixels = pixels
@@ -183,7 +191,10 @@ class OnnxDetectorRuntime(nn.Module):
             layout = "(1, H, W, 3)" if self.takes_pixels else "(1, 3, H, W)"
             raise ShapeError(f"expected a {layout} input, got {tuple(x.shape)}")
         array = np.ascontiguousarray(x.detach().to("cpu", dtype).numpy())
-        loc, conf = self.session.run(None, {self.input_name: array})
+        if self._engine is not None:
+            loc, conf = self._engine.run(array).values()
+        else:
+            loc, conf = self.session.run(None, {self.input_name: array})
         return torch.from_numpy(loc).to(x.device), torch.from_numpy(conf).to(x.device)
 
 

@@ -3,12 +3,16 @@
 ``load_engine(path)`` reads and checks the plan (:mod:`edgevision.deploy.plan`) and opens a session
 of the plan's backend (:mod:`edgevision.deploy.backends`: ONNX Runtime, with the plugins the model
 needs, or OpenVINO) with the tactic the builder chose (threads, graph optimisation level).
+A plan tuned on a larger machine may name more threads than this one has cores: the engine takes
+this machine's cores instead (more threads than cores only wait on each other) and says so in
+:attr:`Engine.notes`; a thread count given to the engine is taken as it is.
 :meth:`Engine.run` checks every input against its binding (dtype, rank, fixed dimensions) and runs a
 batch larger than a plan's fixed batch of 1 in chunks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +22,9 @@ import numpy as np
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.deploy.backends import create_session, plan_backend
 from edgevision.deploy.plan import Binding, Plan, read_plan
+from edgevision.deploy.plan_schema import MAX_THREADS
 from edgevision.deploy.tuning import Tactic
-from edgevision.errors import ShapeError
+from edgevision.errors import ConfigError, PlanFileError, ShapeError
 
 
 class Engine:
@@ -27,19 +32,41 @@ class Engine:
 
     Args:
         plan: a plan read by :func:`edgevision.deploy.plan.read_plan`.
-        threads: threads per operator, overriding the plan's tactic; ``None`` keeps the tactic's
+        name: what messages call the plan, e.g. its file (:func:`load_engine` gives it).
+        threads: threads per operator (0 to :data:`MAX_THREADS`; 0 is the backend's default),
+            overriding the plan's tactic; ``None`` keeps the tactic's, at most this machine's cores
             (or the backend's default when the plan was not tuned).
+
+    Attributes:
+        tactic: the session's tactic, as run.
+        notes: what the engine changed of the plan's tactic, and why.
+
+    Raises:
+        ConfigError: ``threads`` is out of its range.
+        PlanFileError: the plan's model does not have the inputs and outputs its manifest lists
+            (a model swapped into another plan).
     """
 
-    def __init__(self, plan: Plan, threads: int | None = None) -> None:
+    def __init__(self, plan: Plan, threads: int | None = None, *, name: str = "the plan") -> None:
         self.plan = plan
+        self.name = name
+        self.notes: list[str] = []
         tactic = plan_tactic(plan)
         if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
+                raise ConfigError(f"threads must be an integer from 0 to {MAX_THREADS}, got {threads!r}")
             tactic = replace(tactic, threads=threads)
+        elif tactic.threads > available_cores():
+            self.notes.append(
+                f"the plan's tactic names {tactic.threads} threads; this machine has "
+                f"{available_cores()} cores, so the engine runs {available_cores()}"
+            )
+            tactic = replace(tactic, threads=available_cores())
         self.tactic = tactic
         self.session = create_session(plan, tactic)
         self.inputs: tuple[Binding, ...] = plan.inputs
         self.outputs: tuple[Binding, ...] = plan.outputs
+        self._check_model()
 
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by binding name for ``inputs`` by binding name (or the one input's array).
@@ -66,6 +93,19 @@ class Engine:
         float, for a plan that records none, e.g. one built from an ONNX file)."""
         recorded = self.inputs[0].preprocessing
         return Preprocessing.from_dict(recorded) if recorded else Preprocessing()
+
+    def _check_model(self) -> None:
+        """The session's inputs and outputs are those the manifest lists, by name."""
+        for kind, bindings, values in (
+            ("inputs", self.inputs, self.session.get_inputs()),
+            ("outputs", self.outputs, self.session.get_outputs()),
+        ):
+            listed, found = sorted(b.name for b in bindings), sorted(value.name for value in values)
+            if listed != found:
+                raise PlanFileError(
+                    f"{self.name}: its model's {kind} are {found}, its manifest lists {listed} "
+                    "(a model from another plan?)"
+                )
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [binding.name for binding in self.outputs]
@@ -106,9 +146,17 @@ def plan_tactic(plan: Plan) -> Tactic:
     )
 
 
-def load_engine(path: str | Path, threads: int | None = None) -> Engine:
-    """Read, check and load the plan file ``path`` (see :class:`Engine`)."""
-    return Engine(read_plan(path), threads)
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_engine(path: str | Path, threads: int | None = None, *, key: bytes | None = None) -> Engine:
+    """Read, check and load the plan file ``path`` (see :class:`Engine`); with ``key``, the plan
+    must be signed with it (:func:`edgevision.deploy.plan.read_plan`)."""
+    return Engine(read_plan(path, key=key), threads, name=str(path))
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int | str, ...]) -> bool:
