@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,8 +18,20 @@ from edgevision.detection.detections import Detections
 from edgevision.detection.detector import Detector
 from edgevision.errors import ConfigError, EdgeVisionError
 
+if TYPE_CHECKING:
+    from edgevision.deploy.runtime import Engine
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
 err_console = Console(stderr=True)
+# A plan's signing key: edgevision.deploy.plan_signing (its KEY_ENV names the variable)
+PlanKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan-key",
+        help="key file: sign the plan (build) or require its signature (run, detect); "
+        "default: the file EDGEVISION_PLAN_KEY names",
+    ),
+]
 
 
 @app.callback()
@@ -109,15 +121,34 @@ def detect(
     json_lines: Annotated[bool, typer.Option("--json", help="print one JSON line per image/frame")] = False,
     threshold: Annotated[float, typer.Option(help="minimum score to report")] = 0.5,
     scale: Annotated[float, typer.Option(help="resize factor applied before the network")] = 1.0,
+    plan_key: PlanKeyOption = None,
 ) -> None:
     """Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies."""
-    from edgevision.api import load_detector
+    from edgevision.api import PLAN_SUFFIX, detector_from_engine, load_detector
     from edgevision.data.media import collect_media
 
     if scale <= 0:
         raise ConfigError(f"--scale must be positive, got {scale}")
+    if plan_key is not None and not model.endswith(PLAN_SUFFIX):
+        raise ConfigError(f"--plan-key is for a plan (--model FILE{PLAN_SUFFIX}), not {model!r}")
     media = collect_media(paths)
-    _detect_media(media, load_detector(model, weights=weights), out, json_lines, threshold, scale)
+    if model.endswith(PLAN_SUFFIX):
+        detector = detector_from_engine(_load_engine(Path(model), None, plan_key))
+    else:
+        detector = load_detector(model, weights=weights)
+    _detect_media(media, detector, out, json_lines, threshold, scale)
+
+
+def _load_engine(plan: Path, threads: int | None, plan_key: Path | None) -> Engine:
+    """The plan file ``plan`` loaded (:func:`edgevision.deploy.runtime.load_engine`) with the key of
+    ``--plan-key`` or EDGEVISION_PLAN_KEY, if any; the engine's notes go to stderr."""
+    from edgevision.deploy.plan_signing import key_from
+    from edgevision.deploy.runtime import load_engine
+
+    engine = load_engine(plan, threads, key=key_from(plan_key))
+    for note in engine.notes:
+        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    return engine
 
 
 def _detect_media(
@@ -355,9 +386,13 @@ def build(
     report: Annotated[
         bool, typer.Option(help="print the builder log (layers before/after each pass)")
     ] = False,
+    plan_key: PlanKeyOption = None,
 ) -> None:
     """Build an optimised engine plan: passes, INT8 calibration, tuning, memory plan."""
     from edgevision.deploy.builder import BuildOptions, build_engine
+    from edgevision.deploy.plan_signing import key_from
+
+    key = key_from(plan_key)  # a bad key file fails before the build
 
     options = BuildOptions(
         precision=precision,
@@ -382,6 +417,7 @@ def build(
             weights=weights,
             arch=arch,
             progress=lambda step: progress.update(task, description=step),
+            key=key,
         )
     if report:
         typer.echo(result.log())
@@ -398,15 +434,15 @@ def run_plan(
     inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
     threads: Annotated[int | None, typer.Option(min=1, help="threads per operator")] = None,
     top: Annotated[int, typer.Option(min=1, help="classes printed per image for a classifier")] = 5,
+    plan_key: PlanKeyOption = None,
 ) -> None:
     """Run a plan on images: faces for a detector plan, top classes for a classifier, else the
     output shapes."""
     from edgevision.api import DETECTORS, detector_from_engine
     from edgevision.data.io import read_image
     from edgevision.data.media import collect_media, is_video
-    from edgevision.deploy.runtime import load_engine
 
-    engine = load_engine(plan, threads)
+    engine = _load_engine(plan, threads, plan_key)
     if engine.plan.source.get("model") in DETECTORS:
         _detect_media(collect_media(inputs), detector_from_engine(engine), None, False, 0.5, 1.0)
         return

@@ -174,8 +174,10 @@ def build_engine(
     weights: str | Path | None = None,
     arch: str | None = None,
     progress: Callable[[str], None] | None = None,
+    key: bytes | None = None,
 ) -> BuildResult:
-    """Build ``source`` (a registry name, checkpoint or ONNX file) into the plan file ``output``.
+    """Build ``source`` (a registry name, checkpoint or ONNX file) into the plan file ``output``,
+    signed with ``key`` if given (:mod:`edgevision.deploy.plan_signing`).
 
     Raises:
         EdgeVisionError subclasses with one-line messages: an unknown model, missing weights or
@@ -333,7 +335,7 @@ def build_engine(
         backend_version=versions[backend],
     )
     say("writing the plan")
-    path = write_plan(output, plan)
+    path = write_plan(output, plan, key=key)
     return BuildResult(path, plan, reports, memory, tuning, notes)
 
 
