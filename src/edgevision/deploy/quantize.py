@@ -110,7 +110,7 @@ def _shapes_from_float(model: onnx.ModelProto) -> onnx.ModelProto:
 
     ORT's quantizer points every reader of a quantised tensor at the DequantizeLinear output, the
     shape readers too; ORT then keeps a full-size DequantizeLinear alive just to read a shape
-    (FaceBoxes: two of the input image, 0.3 ms a run at 640x480).
+    (FaceBoxes: two of the input image, run every time; docs/benchmarks.md has the engine's timings).
     """
     new = onnx.ModelProto()
     new.CopyFrom(model)

@@ -8,10 +8,9 @@ its default, the CPU plugin runs every float layer in bf16 on a CPU with avx512_
 moves FaceBoxes' fp32 outputs by 5e-3 to 8e-3 of their scale against ONNX Runtime (1e-6 with f32
 pinned; AMD EPYC with avx512_bf16, OpenVINO 2026.4, 240x320 and 480x640).
 
-A plan keeps dynamic H and W, which OpenVINO runs markedly slower than a static shape (FaceBoxes
-640x480, 1 thread: int8 5.28 ms dynamic, 4.25 ms static; docs/benchmarks.md); so each input shape
-a session meets is compiled once, statically, and kept (the last :data:`SHAPE_CACHE_SIZE` shapes),
-as TensorRT builds an engine per optimisation profile.
+A plan keeps dynamic H and W, which OpenVINO runs slower than a static shape (docs/benchmarks.md);
+so each input shape a session meets is compiled once, statically, and kept (the last
+:data:`SHAPE_CACHE_SIZE` shapes), as TensorRT builds an engine per optimisation profile.
 
 This module imports ``openvino`` (an optional extra); :func:`edgevision.deploy.backends.create_session`
 imports it only for a plan that needs it.

@@ -11,7 +11,7 @@ quantised ``Neg``).
 - :func:`crelu_as_conv1x1`: ``y`` is kept and a 1x1 convolution with the filters ``[I; -I]`` (no
   bias) writes ``[y; -y]``. In fp32 that is extra work; in INT8 it is one ``QLinearConv`` that also
   takes the following ``Relu`` into its output range, in place of ``Neg``, a quantise, a dequantise
-  and a ``QLinearConcat``: FaceBoxes' int8 plan at 640x480, 1 thread, 4.01 -> 3.71 ms. The INT8
+  and a ``QLinearConcat``, which made FaceBoxes' int8 plan faster (docs/benchmarks.md). The INT8
   pass list runs it.
 
 Either way the following ``Relu`` is left to the next fusion.
