@@ -85,14 +85,14 @@ SOURCE = Record(
 def manifest_schema() -> Record:
     """The manifest's schema (built on first use: the choices come from modules that import the
     plan module)."""
-    from edgevision.deploy.backends import PLAN_NAMES
+    from edgevision.deploy.backends import BACKENDS, PLAN_NAMES
     from edgevision.deploy.calibration import CALIBRATORS
     from edgevision.deploy.plan import FORMAT_NAME, FORMAT_VERSION, PRECISIONS
-    from edgevision.deploy.tuning import BACKENDS, GRAPH_OPTIMIZATION_LEVELS
+    from edgevision.deploy.tuning import GRAPH_OPTIMIZATION_LEVELS
 
     session = Record(  # edgevision.deploy.tuning.Tactic's fields
         {
-            "backend": Choice(BACKENDS),
+            "backend": Choice(tuple(BACKENDS)),
             "precision": Choice(PRECISIONS),
             "per_channel": Boolean(),
             "threads": Integer(0, MAX_THREADS),
