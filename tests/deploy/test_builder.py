@@ -12,13 +12,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from edgevision.api import load_detector
 from edgevision.data.io import read_image
 from edgevision.data.preprocessing import model_preprocessing
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.runtime import load_engine
-from edgevision.detection.boxes import box_iou
 from edgevision.errors import ConfigError, ShapeError
 from edgevision.models import create_model
 from edgevision.models.weights import load_weights

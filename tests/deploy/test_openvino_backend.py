@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torchvision.ops import box_iou
 
 from edgevision.api import load_detector
 from edgevision.data.io import read_image
@@ -21,7 +22,6 @@ from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.plan import Plan, Plugin, read_plan
 from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.deploy.tuning import Tactic
-from edgevision.detection.boxes import box_iou
 from edgevision.errors import ConfigError
 from edgevision.models import create_model
 

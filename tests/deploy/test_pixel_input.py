@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from torchvision.ops import box_iou
 
 from edgevision.api import load_detector
 from edgevision.data.io import read_image
@@ -21,7 +22,6 @@ from edgevision.deploy.export import export_onnx
 from edgevision.deploy.passes.pixel_input import PIXELS, read_pixels_quantized, take_pixels
 from edgevision.deploy.quantize import quantize_qdq
 from edgevision.deploy.runtime import load_engine
-from edgevision.detection.boxes import box_iou
 from edgevision.errors import ConfigError
 from edgevision.models import create_model
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from edgevision.api import load_detector
 from edgevision.data.io import read_image
@@ -20,7 +21,6 @@ from edgevision.deploy.backends.profiles import profile_shapes
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.plan import read_plan
 from edgevision.deploy.runtime import Engine, load_engine
-from edgevision.detection.boxes import box_iou
 from edgevision.errors import ConfigError
 from edgevision.models import create_model
 

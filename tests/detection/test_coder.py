@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from edgevision.detection.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from edgevision.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from edgevision.detection.coder import BoxCoder
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from edgevision.detection.boxes import intersection_over_first, pairwise_iou
+from edgevision.boxes import intersection_over_first, pairwise_iou
 from edgevision.detection.matcher import BACKGROUND, AnchorMatcher
 
 B = BACKGROUND

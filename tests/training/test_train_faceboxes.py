@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgevision.errors import DatasetError, WeightsError
-from edgevision.training.checkpoint import load_checkpoint
+from edgevision.models.checkpoint import load_checkpoint
 from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface
 from edgevision.training.trainer import TrainConfig
 

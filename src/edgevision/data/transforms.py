@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from edgevision.detection.boxes import intersection_over_first
+from edgevision.boxes import intersection_over_first
 
 
 @dataclass(frozen=True, eq=False)

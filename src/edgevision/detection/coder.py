@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from edgevision.detection.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from edgevision.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 
 
 @dataclass(frozen=True)

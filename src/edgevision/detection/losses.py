@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from edgevision.detection.boxes import cxcywh_to_xyxy
+from edgevision.boxes import cxcywh_to_xyxy
 from edgevision.detection.coder import BoxCoder
 from edgevision.detection.matcher import BACKGROUND, AnchorMatcher
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from edgevision.detection.boxes import pairwise_iou
+from edgevision.boxes import pairwise_iou
 
 BACKGROUND = -1
 

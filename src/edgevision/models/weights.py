@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgevision.errors import WeightsError
-from edgevision.training.checkpoint import load_checkpoint
+from edgevision.models.checkpoint import load_checkpoint
 
 
 def state_dict_from_file(path: str | Path) -> dict[str, torch.Tensor]:

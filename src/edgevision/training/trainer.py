@@ -26,7 +26,7 @@ from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_ta
 from edgevision.detection.matcher import AnchorMatcher
 from edgevision.errors import DatasetError, WeightsError
 from edgevision.evaluation.plots import plot_loss_curves
-from edgevision.training.checkpoint import load_checkpoint, save_checkpoint
+from edgevision.models.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
 from edgevision.training.schedules import warmup_step_lr
 

@@ -1,4 +1,7 @@
-"""Box conversions and overlaps. Boxes inside edgevision are ``(N, 4)`` xyxy float32 pixels."""
+"""Box conversions and overlaps. Boxes inside edgevision are ``(N, 4)`` xyxy float32 pixels.
+
+A bottom-layer module: data (crop augmentation) and detection (coder, matcher, losses) both use it.
+"""
 
 from __future__ import annotations
 
