@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from edgevision.deploy.export import OnnxDetectorRuntime
-from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.detection.detector import Detector
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import UnknownModelError
 from edgevision.models import create_model, list_models
-from edgevision.models.weights import load_weights
 from edgevision.weights import bundled_weights
+
+if TYPE_CHECKING:
+    from edgevision.deploy.runtime import Engine
 
 DETECTORS = ("faceboxes",)
 PLAN_SUFFIX = ".plan"
@@ -33,12 +34,13 @@ def load_detector(
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
     """
     if str(name).endswith(PLAN_SUFFIX):
+        from edgevision.deploy.runtime import load_engine  # onnx and onnxruntime, for plans only
+
         return detector_from_engine(load_engine(Path(name)), postprocess)
     if name not in DETECTORS:
         known = "; it is a registered model, not a detector" if name in list_models() else ""
         raise UnknownModelError(f"unknown detector {name!r}{known}; detectors: {', '.join(DETECTORS)}")
-    model = create_model(name)
-    load_weights(model, weights if weights is not None else bundled_weights(name), name)
+    model = create_model(name, weights=weights if weights is not None else bundled_weights(name))
     return Detector(model, postprocess, torch.device(device) if device is not None else None)
 
 
@@ -49,6 +51,8 @@ def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None)
     Raises:
         UnknownModelError: the plan was not built from a registered detector.
     """
+    from edgevision.deploy.export import OnnxDetectorRuntime
+
     name = engine.plan.source.get("model")
     if name not in DETECTORS:
         raise UnknownModelError(f"the plan was not built from a detector (its source is {name!r})")

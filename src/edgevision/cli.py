@@ -14,12 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgevision.detection.detections import Detections
-from edgevision.detection.detector import Detector
 from edgevision.errors import ConfigError, EdgeVisionError
 
+# Module level stays cheap (typer, rich, errors: no torch), so that `edgevision --help` starts
+# at once; each command imports what it needs. tests/test_startup.py holds this.
 if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
+    from edgevision.detection.detections import Detections
+    from edgevision.detection.detector import Detector
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
 err_console = Console(stderr=True)

@@ -7,11 +7,13 @@ Contract: a builder is a callable taking keyword-only config overrides and retur
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from edgevision.errors import UnknownModelError
+from edgevision.models.weights import load_weights
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -33,8 +35,18 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_model(name: str, **config: Any) -> nn.Module:
-    """Build the registered model ``name`` with config overrides (untrained weights)."""
+def create_model(name: str, *, weights: str | Path | None = None, **config: Any) -> nn.Module:
+    """Build the registered model ``name`` with config overrides; with ``weights``, a weights
+    file (state dict or training checkpoint) loaded strictly by
+    :func:`edgevision.models.weights.load_weights`, else untrained weights.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        WeightsError: ``weights`` is unreadable, not finite, or does not fit the model.
+    """
     if name not in _BUILDERS:
         raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _BUILDERS[name](**config)
+    model = _BUILDERS[name](**config)
+    if weights is not None:
+        load_weights(model, weights, name)
+    return model
