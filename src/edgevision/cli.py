@@ -315,35 +315,59 @@ def data_stats(
 
 @app.command("models")
 def models_table(
-    repeats: Annotated[int, typer.Option(min=1, help="timed forward passes per model")] = 20,
+    pattern: Annotated[str, typer.Argument(help="names to list, a shell pattern (e.g. 'mobile*')")] = "*",
+    madds: Annotated[bool, typer.Option("--madds", help="also count multiply-adds (a forward each)")] = False,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="also time each model: torch eager, 1 CPU thread (slow)")
+    ] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="timed forward passes per model, with --latency")] = 20,
 ) -> None:
-    """Every registered model: parameters, MAdds and CPU latency (1 thread) at its default size."""
+    """Registered models with their parameters at the default input size; MAdds and CPU latency
+    (batch 1) on request. Rows appear as they are measured."""
+    import fnmatch
+
     import torch
+    from rich.live import Live
     from rich.table import Table
 
     from edgevision.models import create_model, list_models
     from edgevision.models.complexity import count_madds, count_params, median_latency_ms
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        table = Table(title="edgevision models (latency: torch eager, 1 CPU thread, batch 1)")
-        for column in ("model", "input (HxW)", "parameters", "MAdds", "latency ms"):
+    names = fnmatch.filter(list_models(), pattern)
+    if not names:
+        raise ConfigError(f"no registered model matches {pattern!r}; models: {', '.join(list_models())}")
+    columns = ["model", "input (HxW)", "parameters", *(["MAdds"] if madds else [])]
+    columns += ["latency ms"] if latency else []
+    title = "edgevision models" + (" (latency: torch eager, 1 CPU thread, batch 1)" if latency else "")
+    rows: list[list[str]] = []
+
+    def view(measuring: str | None) -> Table:
+        caption = f"measuring {measuring} ({len(rows) + 1}/{len(names)})" if measuring else None
+        table = Table(title=title, caption=caption)
+        for column in columns:
             table.add_column(column, justify="left" if column == "model" else "right")
-        for name in list_models():
-            model = create_model(name).eval()
-            size = model.default_input_size
-            latency = median_latency_ms(model, size, repeats)
-            table.add_row(
-                name,
-                f"{size[0]}x{size[1]}",
-                f"{count_params(model):,}",
-                f"{count_madds(model, size) / 1e6:,.1f}M",
-                f"{latency:.1f}",
-            )
+        for row in rows:
+            table.add_row(*row)
+        return table
+
+    threads = torch.get_num_threads()
+    try:
+        with Live(view(names[0]), console=Console(), refresh_per_second=4) as live:
+            for name in names:
+                live.update(view(name))
+                model = create_model(name).eval()
+                size = model.default_input_size
+                row = [name, f"{size[0]}x{size[1]}", f"{count_params(model):,}"]
+                if madds:
+                    row.append(f"{count_madds(model, size) / 1e6:,.1f}M")
+                if latency:
+                    torch.set_num_threads(1)
+                    row.append(f"{median_latency_ms(model, size, repeats):.1f}")
+                    torch.set_num_threads(threads)
+                rows.append(row)
+            live.update(view(None))
     finally:
         torch.set_num_threads(threads)
-    Console().print(table)
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
