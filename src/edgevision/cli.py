@@ -64,24 +64,27 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for checkpoints and the loss log")] = Path(
         "runs/faceboxes"
     ),
-    image_size: Annotated[int, typer.Option(min=32, help="square training input, px (paper: 1024)")] = 1024,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    epochs: Annotated[int, typer.Option(min=1)] = 300,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
-    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    image_size: Annotated[
+        int, typer.Option(help="square training input, px: a multiple of 128 for FaceBoxes (paper: 1024)")
+    ] = 1024,
+    # Ranges are TrainConfig's to check (one-line errors, NaN and inf included), not typer's.
+    batch_size: Annotated[int, typer.Option(help="images per step and process")] = 32,
+    epochs: int = 300,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    warmup_epochs: Annotated[float, typer.Option(help="linear warm-up from lr/10, in epochs")] = 5.0,
     milestones: Annotated[
         str, typer.Option(help="epochs where the lr drops 10x, comma-separated")
     ] = "200,250",
-    workers: Annotated[int, typer.Option(min=0, help="data-loading processes")] = 2,
+    workers: Annotated[int, typer.Option(help="data-loading processes")] = 2,
     seed: int = 0,
-    log_every: Annotated[int, typer.Option(min=1, help="log the losses every N steps")] = 10,
+    log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
     teacher: Annotated[Path | None, typer.Option(help="FaceBoxes weights to distil from")] = None,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
 ) -> None:
     """Train a detector; a checkpoint is written every epoch. Use torchrun for several processes."""
+    from edgevision.training.config import TrainConfig
     from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface
-    from edgevision.training.trainer import TrainConfig
 
     if model != "faceboxes":
         raise ConfigError(f"training is available for 'faceboxes' only, not {model!r}")

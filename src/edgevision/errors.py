@@ -57,3 +57,7 @@ class PlanSignatureError(PlanFileError):
 
 class UnknownPluginError(EdgeVisionError):
     """A plugin (domain, op type, version) of the engine is not in the registry."""
+
+
+class TrainingDivergedError(EdgeVisionError):
+    """Training produced a NaN or inf loss or weights; nothing non-finite was saved."""

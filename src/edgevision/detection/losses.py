@@ -55,12 +55,22 @@ class MultiBoxLoss:
     negatives_per_positive: int = 7
 
     def __call__(
-        self, loc: torch.Tensor, conf: torch.Tensor, targets: MultiBoxTargets
+        self,
+        loc: torch.Tensor,
+        conf: torch.Tensor,
+        targets: MultiBoxTargets,
+        normaliser: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``loc`` ``(B, A, 4)`` offsets and ``conf`` ``(B, A, 2)`` logits -> ``{"loc", "conf"}``."""
+        """``loc`` ``(B, A, 4)`` offsets and ``conf`` ``(B, A, 2)`` logits -> ``{"loc", "conf"}``.
+
+        Both sums are divided by ``normaliser``: by default the batch's positives (at least 1);
+        data-parallel training passes the mean over its processes, so that averaging their
+        gradients gives the gradient of the whole batch.
+        """
         positive = targets.labels > 0
         num_pos = positive.sum(dim=1, keepdim=True)
-        normaliser = num_pos.sum().clamp(min=1).float()
+        if normaliser is None:
+            normaliser = num_pos.sum().clamp(min=1).float()
         loss_loc = F.smooth_l1_loss(loc[positive], targets.offsets[positive], reduction="sum")
 
         with torch.no_grad():

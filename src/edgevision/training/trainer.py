@@ -3,7 +3,8 @@
 SGD with momentum and weight decay, warm-up then step schedule, the multibox loss, optional dense
 distillation from a teacher with the same anchors, a checkpoint every epoch (``--resume`` loses at
 most one epoch), a JSON-lines loss log, and data-parallel training over processes started by
-``torchrun`` (gloo on the CPU, NCCL on GPUs).
+``torchrun`` (gloo on the CPU, NCCL on GPUs). A run stops at the first NaN or inf loss, naming
+its epoch and step; no checkpoint with a non-finite weight is ever written.
 """
 
 from __future__ import annotations
@@ -24,35 +25,12 @@ from edgevision.data.io import atomic_write
 from edgevision.detection.coder import BoxCoder
 from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
 from edgevision.detection.matcher import AnchorMatcher
-from edgevision.errors import DatasetError, WeightsError
+from edgevision.errors import DatasetError, TrainingDivergedError, WeightsError
 from edgevision.evaluation.plots import plot_loss_curves
 from edgevision.models.checkpoint import load_checkpoint, save_checkpoint
+from edgevision.training.config import TrainConfig, prepare_run
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
 from edgevision.training.schedules import warmup_step_lr
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters. Defaults are FaceBoxes.PyTorch's (which follow the paper,
-    Sec. 4.1: SGD, momentum 0.9, weight decay 5e-4, batch 32, lr 1e-3 for 200 epochs then 10x
-    less), except the warm-up, which is ours."""
-
-    out_dir: Path
-    image_size: int = 1024  # square training input (Sec. 4.1); use less on a CPU
-    batch_size: int = 32  # per process
-    epochs: int = 300  # FaceBoxes.PyTorch: 300
-    lr: float = 1e-3  # Sec. 4.1
-    momentum: float = 0.9  # Sec. 4.1
-    weight_decay: float = 5e-4  # Sec. 4.1
-    warmup_epochs: float = 5.0  # ours: linear from lr/10 (FaceBoxes.PyTorch has none)
-    milestones: tuple[int, ...] = (200, 250)  # epochs where lr drops by gamma (FaceBoxes.PyTorch)
-    gamma: float = 0.1
-    workers: int = 2  # data-loading processes
-    seed: int = 0  # initial weights, shuffling and augmentation
-    distill_conf_weight: float = 1.0  # ours: KL to the teacher's class probabilities
-    distill_loc_weight: float = 1.0  # ours: smooth L1 to the teacher's offsets where it sees a face
-    log_every: int = 10  # steps between log records
-    extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
 
 def _distributed() -> tuple[int, int]:
@@ -75,14 +53,20 @@ def train_detector(
     ``config.out_dir`` receives ``last.pth`` (model, optimiser, epoch: for ``resume``),
     ``log.jsonl`` (losses every ``log_every`` steps and per epoch), ``losses.png`` (the per-epoch
     means, redrawn every epoch) and ``final.pth``.
+
+    Raises:
+        ConfigError: the input size does not suit ``model``, or ``out_dir`` is unusable.
+        DatasetError: too few images for a batch, or an epoch in which no face matched an anchor.
+        TrainingDivergedError: a NaN or inf loss or weights; ``last.pth`` keeps the epoch before.
+        WeightsError: ``resume`` without a readable ``last.pth``.
     """
     rank, world = _distributed()
     device = torch.device("cpu")
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    prepare_run(config, model)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -106,6 +90,7 @@ def train_detector(
         coder=model.coder,
         teacher=teacher,
         distill=DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
+        world=world,
     )
     generator = torch.Generator()
     steps_per_epoch = len(dataset) // (config.batch_size * world)
@@ -144,6 +129,7 @@ def train_detector(
             progress.reset(task, total=len(loader), epoch=epoch, losses="")
             net.train()
             totals: dict[str, float] = {}
+            positives = 0  # matched anchors this epoch: none means there is nothing to learn
             started = time.time()
             for step, (images, boxes) in enumerate(loader):
                 lr = warmup_step_lr(
@@ -155,8 +141,11 @@ def train_detector(
                 )
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                losses = objective(net, images.to(device), [b.to(device) for b in boxes])
+                losses, matched = objective(net, images.to(device), [b.to(device) for b in boxes])
                 loss = sum(losses.values())
+                if not _finite_in_every_process(loss.detach(), world):
+                    raise _diverged(epoch, step, f"the loss is {loss.item()}", last)
+                positives += matched
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -174,6 +163,10 @@ def train_detector(
                             **{k: v.item() for k, v in losses.items()},
                         },
                     )
+            _require_matched_faces(positives, world, epoch, len(dataset), config.image_size)
+            # DDP keeps the weights equal in every process, so all of them stop here together.
+            if not all(bool(p.isfinite().all()) for p in model.parameters()):
+                raise _diverged(epoch, len(loader) - 1, "the weights hold NaN or inf after the update", last)
             if rank == 0:
                 means = {k: v / max(len(loader), 1) for k, v in totals.items()}
                 _append_log(log_path, {"epoch": epoch, "epoch_mean": means, "seconds": time.time() - started})
@@ -196,28 +189,70 @@ class DetectionObjective:
         anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
         coder: the box coder the network's offsets use.
         teacher: a network with the same anchors, or None.
+        world: the number of data-parallel processes. The losses are divided by the mean number of
+            positives per process, so that DDP's mean of the processes' gradients is the gradient
+            of the global batch's loss (each process's own count would weigh its faces
+            differently).
     """
 
     anchors: torch.Tensor
     coder: BoxCoder
     teacher: nn.Module | None = None
+    world: int = 1
     distill: DistillationLoss = field(default_factory=DistillationLoss)
     matcher: AnchorMatcher = field(default_factory=AnchorMatcher)
     multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
 
     def __call__(
         self, net: nn.Module, images: torch.Tensor, boxes: list[torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses."""
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses,
+        and the number of anchors matched to a face (the multibox loss is 0 without any)."""
         targets = build_targets(boxes, self.anchors, self.matcher, self.coder)
+        positives = (targets.labels > 0).sum()
+        normaliser = positives.float()
+        if self.world > 1:
+            dist.all_reduce(normaliser)
+            normaliser = normaliser / self.world
+        normaliser = normaliser.clamp(min=1)
         loc, conf = net(images)
-        losses = self.multibox(loc, conf, targets)
+        losses = self.multibox(loc, conf, targets, normaliser)
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_loc, teacher_conf = self.teacher(images)
-            normaliser = (targets.labels > 0).sum().clamp(min=1).float()
             losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
-        return losses
+        return losses, int(positives)
+
+
+def _finite_in_every_process(values: torch.Tensor, world: int) -> bool:
+    """Whether ``values`` are finite in every process. Under DDP all processes must stop at the
+    same step: one that stopped alone would leave the others waiting in a gradient all-reduce."""
+    finite = torch.isfinite(values).all().float().reshape(1)
+    if world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def _diverged(epoch: int, step: int, what: str, last: Path) -> TrainingDivergedError:
+    """The one-line error for a non-finite loss or weights at 0-based ``step`` of ``epoch``;
+    ``last`` holds the previous epoch, the last one checkpointed."""
+    kept = f"{last} keeps epoch {epoch - 1}" if epoch > 0 else "no checkpoint was written"
+    return TrainingDivergedError(
+        f"training diverged at epoch {epoch}, step {step + 1}: {what}; {kept} (a lower --lr may help)"
+    )
+
+
+def _require_matched_faces(positives: int, world: int, epoch: int, images: int, image_size: int) -> None:
+    """Refuse an epoch in which no anchor was matched to a face in any process: the multibox loss
+    was 0 and nothing was learnt (faces too small for the anchors at this size, or none at all)."""
+    count = torch.tensor([positives], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(count)
+    if count.item() == 0:
+        raise DatasetError(
+            f"no face of the {images} training images matched an anchor in epoch {epoch} at "
+            f"{image_size} px: nothing can be learnt (faces too small for the anchors at this size?)"
+        )
 
 
 def _resumable_state(

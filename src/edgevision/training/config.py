@@ -1,0 +1,89 @@
+"""Training hyper-parameters and the checks a run passes before it loads any data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from edgevision.errors import ConfigError
+
+# TrainConfig's numbers, by the range they must lie in (all finite).
+POSITIVE = ("image_size", "batch_size", "epochs", "lr", "gamma", "log_every")
+NON_NEGATIVE = (
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "workers",
+    "distill_conf_weight",
+    "distill_loc_weight",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters. Defaults are FaceBoxes.PyTorch's (which follow the paper,
+    Sec. 4.1: SGD, momentum 0.9, weight decay 5e-4, batch 32, lr 1e-3 for 200 epochs then 10x
+    less), except the warm-up, which is ours. Building one with a NaN, an inf or an out-of-range
+    value raises :class:`ConfigError`."""
+
+    out_dir: Path
+    image_size: int = 1024  # square training input (Sec. 4.1); use less on a CPU
+    batch_size: int = 32  # per process
+    epochs: int = 300  # FaceBoxes.PyTorch: 300
+    lr: float = 1e-3  # Sec. 4.1
+    momentum: float = 0.9  # Sec. 4.1
+    weight_decay: float = 5e-4  # Sec. 4.1
+    warmup_epochs: float = 5.0  # ours: linear from lr/10 (FaceBoxes.PyTorch has none)
+    milestones: tuple[int, ...] = (200, 250)  # epochs where lr drops by gamma (FaceBoxes.PyTorch)
+    gamma: float = 0.1
+    workers: int = 2  # data-loading processes
+    seed: int = 0  # initial weights, shuffling and augmentation
+    distill_conf_weight: float = 1.0  # ours: KL to the teacher's class probabilities
+    distill_loc_weight: float = 1.0  # ours: smooth L1 to the teacher's offsets where it sees a face
+    log_every: int = 10  # steps between log records
+    extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
+
+    def __post_init__(self) -> None:
+        for name in POSITIVE + NON_NEGATIVE:
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ConfigError(f"training option {name} must be a finite number, got {value}")
+            if value < 0 or (value == 0 and name in POSITIVE):
+                kind = "positive" if name in POSITIVE else "zero or more"
+                raise ConfigError(f"training option {name} must be {kind}, got {value}")
+        if self.momentum >= 1:
+            raise ConfigError(f"training option momentum must be below 1, got {self.momentum}")
+        if any(m < 0 for m in self.milestones):
+            raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
+
+
+def largest_anchor_stride(model: nn.Module) -> int:
+    """The stride, in input pixels, of the coarsest anchor level of a single-shot detector."""
+    return max(level.stride for level in model.config.anchor_levels)
+
+
+def prepare_run(config: TrainConfig, model: nn.Module) -> None:
+    """Check what can be checked before any data is read, and create the output folder.
+
+    The training size must be a multiple of the largest anchor stride, and at least that stride:
+    then every level's feature map tiles the input exactly, so each anchor sits on the cell whose
+    prediction it is trained against (at 33 px FaceBoxes has no usable anchor and the loss is 0).
+
+    Raises:
+        ConfigError: the size does not suit the model, or ``out_dir`` cannot be a folder.
+    """
+    stride = largest_anchor_stride(model)
+    if config.image_size < stride or config.image_size % stride:
+        nearest = max(stride, round(config.image_size / stride) * stride)
+        raise ConfigError(
+            f"image size {config.image_size} does not suit {type(model).__name__}: it must be a multiple "
+            f"of its largest anchor stride, {stride} px (e.g. {nearest})"
+        )
+    out_dir = Path(config.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission, a read-only disk
+        raise ConfigError(f"cannot use {out_dir} as the output folder: {error.strerror or error}") from None
