@@ -21,3 +21,39 @@ def test_boxes_at_half_scale_are_in_original_pixels(reference_weights: Path, ast
     assert len(full) >= 1 and len(half) >= 1
     # At scale 0.5 the network sees a 256 px image; unscaled boxes would sit at half the size.
     assert box_iou(half.boxes[:1], full.boxes[:1]).item() > 0.7
+
+
+def test_scale_and_network_input_are_checked(astronaut_path: Path) -> None:
+    import numpy as np
+    import pytest
+
+    from edgevision.errors import ConfigError, ImageDecodeError
+
+    detector = load_detector("faceboxes", device="cpu")
+    image = read_image(astronaut_path)  # 512x512
+    for scale in (float("nan"), float("inf"), 1e6, 0.0, -1.0, 8.5):
+        with pytest.raises(ConfigError, match=r"scale must be a finite number in \(0, 8\]"):
+            detector.detect(image, scale)
+    with pytest.raises(ConfigError, match="shrinks the 512x512 image to nothing"):
+        detector.detect(image, 1e-4)
+    detector.max_pixels = 1_000_000
+    with pytest.raises(ImageDecodeError, match="the image scaled by 2 is 1024x1024 = 1,048,576 pixels"):
+        detector.detect(image, 2.0)
+    assert len(detector.detect(np.ascontiguousarray(image[:300]), 2.0).above(0.5)) == 1  # 600x1024
+
+
+def test_post_processing_settings_are_checked() -> None:
+    import pytest
+
+    from edgevision.detection.postprocess import PostProcess
+    from edgevision.errors import ConfigError
+
+    for bad in (
+        {"nms_iou": float("nan")},
+        {"nms_iou": 1.5},
+        {"confidence": -0.1},
+        {"top_k": 0},
+        {"keep": 2.5},
+    ):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            PostProcess(**bad)

@@ -9,6 +9,8 @@ from torchvision.ops import nms
 
 from edgevision.detection.coder import BoxCoder
 from edgevision.detection.detections import Detections
+from edgevision.errors import ConfigError
+from edgevision.validation import check_number
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ class PostProcess:
     top_k: int = 5000
     nms_iou: float = 0.3
     keep: int = 750
+
+    def __post_init__(self) -> None:
+        check_number("confidence", self.confidence, 0.0, 1.0)
+        check_number("nms_iou", self.nms_iou, 0.0, 1.0)
+        for name in ("top_k", "keep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
 
     def __call__(
         self,
