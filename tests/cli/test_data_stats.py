@@ -43,6 +43,11 @@ def test_missing_folder(run_cli, assert_one_line_error, tmp_path: Path) -> None:
         str(out),
     )
     assert_one_line_error(code, err, "Open Images folder not found", "nope")
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(
+        "data", "stats", "openimages", "--data", str(tmp_path / "afile"), "--out", str(out)
+    )
+    assert_one_line_error(code, err, "Open Images folder is a file, not a folder", "afile")
     assert not out.exists()
 
 
@@ -72,3 +77,21 @@ def test_bad_options(run_cli, assert_one_line_error, tmp_path: Path) -> None:
     code, _, err = run_cli("data", "stats", "openimages", "--top", "0", "--out", str(tmp_path / "s.png"))
     assert_one_line_error(code, err, "--top")
     assert not list(tmp_path.iterdir())
+
+
+def test_text_that_is_not_utf8(run_cli, assert_one_line_error, tmp_path: Path) -> None:
+    folder = tmp_path / "oid"
+    folder.mkdir()
+    (folder / "class-descriptions-boxable.csv").write_bytes(b"/m/050gv4,Plate\n")
+    boxes = folder / "subset-validation-annotations-bbox.csv"
+    rows = [b"ImageID,LabelName,XMin,XMax,YMin,YMax\n"] + [b"img%d,/m/050gv4,0,1,0,1\n" % i for i in range(5)]
+    rows[4] = b"img\xe9,/m/050gv4,0,1,0,1\n"  # Latin-1, on line 5
+    boxes.write_bytes(b"".join(rows))
+    out = tmp_path / "stats.png"
+    code, _, err = run_cli("data", "stats", "openimages", "--data", str(folder), "--out", str(out))
+    assert_one_line_error(code, err, f"{boxes} line 5 is not UTF-8 text (byte 0xe9)")
+    boxes.write_bytes(b"".join(rows[:4]))
+    (folder / "class-descriptions-boxable.csv").write_bytes(b"/m/050gv4,Pl\xe2te\n")
+    code, _, err = run_cli("data", "stats", "openimages", "--data", str(folder), "--out", str(out))
+    assert_one_line_error(code, err, "class-descriptions-boxable.csv line 1 is not UTF-8 text (byte 0xe2)")
+    assert not out.exists()

@@ -24,12 +24,8 @@ from edgevision.data.openimages import (
     to_normalised_boxes,
     to_pixel_boxes,
 )
-from edgevision.data.openimages_hierarchy import (
-    ClassHierarchy,
-    expand_boxes,
-    expand_image_labels,
-    load_hierarchy,
-)
+from edgevision.data.openimages_expansion import expand_boxes, expand_image_labels
+from edgevision.data.openimages_hierarchy import ClassHierarchy, load_hierarchy
 from edgevision.data.openimages_stats import class_statistics
 from edgevision.errors import DatasetError
 
@@ -232,6 +228,21 @@ def test_malformed_files_raise_dataset_error(tmp_path: Path) -> None:
     (tmp_path / "h.json").write_text("{")
     with pytest.raises(DatasetError, match="not JSON"):
         load_hierarchy(tmp_path / "h.json")
+
+
+def test_text_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    # Latin-1 "é" (0xE9) on line 1,500: past the first chunk and the decoder's first 8 KiB block,
+    # so the line is found exactly, not "after" some chunk.
+    rows = [f"img{i},s,/m/a,1,0,1,0,1,0,0,0,0,0\n".encode() for i in range(2000)]
+    rows[1498] = rows[1498].replace(b"/m/a", b"/m/caf\xe9")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_bytes((",".join(BOX_COLUMNS) + "\n").encode() + b"".join(rows))
+    with pytest.raises(DatasetError, match=r"boxes.csv line 1500 is not UTF-8 text \(byte 0xe9\)$"):
+        read_box_annotations(boxes, chunk_rows=256)
+    names = tmp_path / "class-descriptions-boxable.csv"
+    names.write_bytes(b"/m/a,Apple\n/m/b,Caf\xe9\n")
+    with pytest.raises(DatasetError, match=r"class descriptions .*line 2 is not UTF-8 text"):
+        load_class_descriptions(names)
 
 
 def test_image_labels(tmp_path: Path, hierarchy: ClassHierarchy) -> None:

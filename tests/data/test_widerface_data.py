@@ -75,6 +75,12 @@ def test_parser_errors_are_one_line(tmp_path: Path) -> None:
         with pytest.raises(DatasetError, match="malformed") as info:
             parse_annotations(write_sample(tmp_path, bad))
         assert "\n" not in str(info.value)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(
+        OFFICIAL_SAMPLE.encode().replace(b"0--Parade/0_Parade_Parade", b"0--Parade/0_D\xe9fil\xe9")
+    )
+    with pytest.raises(DatasetError, match=r"latin1.txt line 4 is not UTF-8 text \(byte 0xe9\)$"):
+        parse_annotations(latin1)
 
 
 def count_faces_by_hand(path: Path) -> tuple[int, int]:

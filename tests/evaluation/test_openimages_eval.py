@@ -21,7 +21,8 @@ from edgevision.data.openimages import (
     read_predictions,
     write_predictions,
 )
-from edgevision.data.openimages_hierarchy import ClassHierarchy, expand_boxes, load_hierarchy
+from edgevision.data.openimages_expansion import expand_boxes
+from edgevision.data.openimages_hierarchy import ClassHierarchy, load_hierarchy
 from edgevision.evaluation.openimages import evaluate, evaluate_files, match_image_class
 from edgevision.evaluation.widerface import voc_ap as widerface_voc_ap
 

@@ -25,9 +25,10 @@ Inside edgevision, boxes are ``(N, 4)`` xyxy ``(XMin, YMin, XMax, YMax)`` normal
 (float64 on request, as the evaluation reads them to compute overlaps in the reference's double
 precision); :func:`to_pixel_boxes` converts to xyxy pixels given the image size.
 
-The class hierarchy and its expansion are in :mod:`edgevision.data.openimages_hierarchy`, the COCO
-conversion in :mod:`edgevision.data.coco`, the per-class counts in
-:mod:`edgevision.data.openimages_stats`.
+The class hierarchy is in :mod:`edgevision.data.openimages_hierarchy` (below this module: the
+readers filter by it), the expansion of annotations up and down it in
+:mod:`edgevision.data.openimages_expansion` (above it), the COCO conversion in
+:mod:`edgevision.data.coco`, the per-class counts in :mod:`edgevision.data.openimages_stats`.
 """
 
 from __future__ import annotations
@@ -39,15 +40,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgevision.data.io import atomic_write
+from edgevision.data.io import atomic_write, not_utf8_error
+from edgevision.data.openimages_hierarchy import ClassHierarchy
 from edgevision.errors import DatasetError, ShapeError
-
-if TYPE_CHECKING:
-    from edgevision.data.openimages_hierarchy import ClassHierarchy
 
 BOX_COLUMNS = (
     "ImageID",
@@ -87,12 +86,18 @@ def load_class_descriptions(path: str | Path) -> dict[str, str]:
         raise DatasetError(f"Open Images class descriptions not found: {path}")
     names: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
-            if not row:
-                continue
-            if len(row) != 2 or not row[0].startswith("/m/"):
-                raise DatasetError(f"malformed Open Images class description in {path} line {line}: {row}")
-            names[row[0]] = row[1]
+        try:
+            rows = list(csv.reader(handle))
+        except UnicodeDecodeError:
+            raise not_utf8_error(path, "Open Images class descriptions") from None
+        except csv.Error as error:
+            raise DatasetError(f"unreadable Open Images class descriptions {path}: {error}") from None
+    for line, row in enumerate(rows, start=1):
+        if not row:
+            continue
+        if len(row) != 2 or not row[0].startswith("/m/"):
+            raise DatasetError(f"malformed Open Images class description in {path} line {line}: {row}")
+        names[row[0]] = row[1]
     if not names:
         raise DatasetError(f"no class in Open Images class descriptions {path}")
     return names
@@ -512,7 +517,9 @@ def _iter_csv_chunks(
                         rows, numbers = [rows[i] for i in index], numbers[index]
                 if rows:
                     yield columns, rows, numbers
-        except (csv.Error, UnicodeDecodeError) as error:
+        except UnicodeDecodeError:
+            raise not_utf8_error(path, what) from None
+        except csv.Error as error:
             raise DatasetError(f"unreadable {what} {path} after line {line_no}: {error}") from None
 
 

@@ -55,7 +55,8 @@ def find_box_files(folder: str | Path) -> dict[str, Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"Open Images folder not found: {folder}")
+        found = "is a file, not a folder" if folder.exists() else "not found"
+        raise DatasetError(f"Open Images folder {found}: {folder}")
     files: dict[str, Path] = {}
     for path in sorted(folder.glob(f"*{BOXES_SUFFIX}")):
         split = path.name[: -len(BOXES_SUFFIX)].rsplit("-", 1)[-1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.data.io import not_utf8_error
 from edgevision.errors import DatasetError
 
 ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
@@ -48,7 +49,10 @@ def parse_annotations(path: Path) -> list[WiderFaceRecord]:
     """Parse a ``wider_face_*_bbx_gt.txt`` file."""
     if not path.is_file():
         raise DatasetError(f"WIDER FACE annotation file not found: {path}")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise not_utf8_error(path, "WIDER FACE annotations") from None
     records: list[WiderFaceRecord] = []
     i = 0
     try:

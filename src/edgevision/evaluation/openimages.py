@@ -52,12 +52,8 @@ from edgevision.data.openimages import (
     read_image_labels,
     read_predictions,
 )
-from edgevision.data.openimages_hierarchy import (
-    ClassHierarchy,
-    expand_boxes,
-    expand_image_labels,
-    load_hierarchy,
-)
+from edgevision.data.openimages_expansion import expand_boxes, expand_image_labels
+from edgevision.data.openimages_hierarchy import ClassHierarchy, load_hierarchy
 from edgevision.evaluation.ap import precision_recall, voc_ap
 
 MAX_DETECTIONS = 10_000  # per image and class (the reference's nms_max_output_boxes)
