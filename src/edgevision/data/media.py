@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -43,15 +44,22 @@ def collect_media(paths: Sequence[str | Path]) -> list[Path]:
 
 
 class VideoFrames:
-    """The frames of a video file as ``(H, W, 3)`` uint8 BGR arrays."""
+    """The frames of a video file as ``(H, W, 3)`` uint8 BGR arrays.
+
+    OpenCV's reader stops at the first frame it cannot decode, as it stops at the end: after
+    iterating, :meth:`check_complete` tells the two apart with the container's frame count.
+    """
 
     def __init__(self, path: Path) -> None:
+        # FFmpeg would print a line per damaged packet; check_complete reports the damage once.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, unless the user set it
         self.path = path
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise InputFileError(f"not a readable video: {path}")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 25.0
-        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0: not known
+        self.decoded = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
@@ -59,9 +67,22 @@ class VideoFrames:
                 ok, frame = self.capture.read()
                 if not ok:
                     return
+                self.decoded += 1
                 yield frame
         finally:
             self.capture.release()
+
+    def check_complete(self) -> None:
+        """After iterating: refuse a video that ended before the container's frame count.
+
+        Raises:
+            InputFileError: fewer frames decoded than the container lists (damaged or cut short).
+        """
+        if self.decoded < self.frame_count:
+            raise InputFileError(
+                f"damaged or cut-short video: decoded {self.decoded} of its {self.frame_count} frames: "
+                f"{self.path}"
+            )
 
 
 class AtomicVideoWriter:
