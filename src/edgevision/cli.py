@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgevision.errors import ConfigError, EdgeVisionError
+from edgevision.cli_media import DetectSettings  # import-cheap: typer and rich only
+from edgevision.errors import ConfigError, DatasetError, EdgeVisionError
 
 # Module level stays cheap (typer, rich, errors: no torch), so that `edgevision --help` starts
 # at once; each command imports what it needs. tests/test_startup.py holds this.
 if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
-    from edgevision.detection.detections import Detections
     from edgevision.detection.detector import Detector
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
@@ -117,31 +119,125 @@ def _progress() -> Progress:
     )
 
 
-@app.command()
+# The options `detect` and `run` share (a detector plan takes them as `detect` does): each is
+# declared once here and added to both commands by `_with_detect_options`; the names are the
+# fields of `DetectSettings`, which checks them.
+DETECT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "out": (
+        Annotated[Path | None, typer.Option(help="folder for annotated images and videos (checked first)")],
+        None,
+    ),
+    "json_lines": (
+        Annotated[
+            bool, typer.Option("--json", help="print one JSON line per image/frame, with faces and ms")
+        ],
+        False,
+    ),
+    "threshold": (Annotated[float, typer.Option(help="minimum score to report, in [0, 1]")], 0.5),
+    "scale": (
+        Annotated[float, typer.Option(help="resize factor applied before the network, in (0, 8]")],
+        1.0,
+    ),
+    "nms_iou": (
+        Annotated[
+            float | None, typer.Option(help="IoU above which NMS drops a box, in [0, 1] (default 0.3)")
+        ],
+        None,
+    ),
+    "top_k": (
+        Annotated[int | None, typer.Option(min=1, help="best boxes kept before NMS (default 5000)")],
+        None,
+    ),
+    "keep": (Annotated[int | None, typer.Option(min=1, help="boxes kept after NMS (default 750)")], None),
+    "max_pixels": (
+        Annotated[
+            int | None,
+            typer.Option(
+                help="refuse images over this many pixels (default: $EDGEVISION_MAX_PIXELS, else 5e7)"
+            ),
+        ],
+        None,
+    ),
+    "strict": (
+        Annotated[bool, typer.Option(help="stop at the first unreadable input instead of skipping it")],
+        False,
+    ),
+}
+INPUTS_POLICY = (
+    "An input that cannot be read (or a damaged video) is skipped with a one-line warning; the "
+    "run goes on and exits with 2 at the end. --strict stops at the first one."
+)
+
+
+def _with_detect_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Append :data:`DETECT_OPTIONS` to ``command``'s own parameters (Typer reads the signature);
+    the command receives them checked, before any work, as one ``settings`` argument."""
+    own = inspect.signature(command, eval_str=True)
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, (annotation, default) in DETECT_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_settings(**given: Any) -> None:
+        settings = DetectSettings(**{name: given.pop(name) for name in DETECT_OPTIONS})
+        command(**given, settings=settings)
+
+    parameters = [p for p in own.parameters.values() if p.name != "settings"]
+    with_settings.__signature__ = own.replace(parameters=parameters + shared)  # type: ignore[attr-defined]
+    return with_settings
+
+
+def _torch_device(device: str | None) -> str | None:
+    """The ``--device`` checked: ``None`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    import re
+
+    if device is None:
+        return None
+    if device == "cpu":
+        return device
+    if re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here")
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+@app.command(
+    help=f"Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies. {INPUTS_POLICY}"
+)
+@_with_detect_options
 def detect(
     paths: Annotated[list[Path], typer.Argument(help="images, folders of images, or videos")],
-    model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
+    model: Annotated[str, typer.Option(help="detector name, or a detector plan file")] = "faceboxes",
     weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
-    out: Annotated[Path | None, typer.Option(help="folder for annotated images and videos")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="print one JSON line per image/frame")] = False,
-    threshold: Annotated[float, typer.Option(help="minimum score to report")] = 0.5,
-    scale: Annotated[float, typer.Option(help="resize factor applied before the network")] = 1.0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
+    ] = None,
     plan_key: PlanKeyOption = None,
+    *,
+    settings: DetectSettings,
 ) -> None:
-    """Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies."""
     from edgevision.api import PLAN_SUFFIX, detector_from_engine, load_detector
     from edgevision.data.media import collect_media
 
-    if scale <= 0:
-        raise ConfigError(f"--scale must be positive, got {scale}")
-    if plan_key is not None and not model.endswith(PLAN_SUFFIX):
+    is_plan = model.endswith(PLAN_SUFFIX)
+    if plan_key is not None and not is_plan:
         raise ConfigError(f"--plan-key is for a plan (--model FILE{PLAN_SUFFIX}), not {model!r}")
+    if device is not None and is_plan:
+        raise ConfigError("--device applies to torch models; a plan runs on the device of its backend")
+    device = _torch_device(device)
     media = collect_media(paths)
-    if model.endswith(PLAN_SUFFIX):
-        detector = detector_from_engine(_load_engine(Path(model), None, plan_key))
+    if is_plan:
+        detector = detector_from_engine(_load_engine(Path(model), None, plan_key), settings.postprocess())
     else:
-        detector = load_detector(model, weights=weights)
-    _detect_media(media, detector, out, json_lines, threshold, scale)
+        detector = load_detector(model, weights=weights, postprocess=settings.postprocess(), device=device)
+    _detect_media(media, detector, settings)
 
 
 def _load_engine(plan: Path, threads: int | None, plan_key: Path | None) -> Engine:
@@ -156,76 +252,14 @@ def _load_engine(plan: Path, threads: int | None, plan_key: Path | None) -> Engi
     return engine
 
 
-def _detect_media(
-    media: list[Path], detector: Detector, out: Path | None, json_lines: bool, threshold: float, scale: float
-) -> None:
-    """Detect on every image and video of ``media`` (``collect_media``'s list): print the faces,
-    write annotated copies to ``out``. Shared by ``detect`` and ``run`` (detector plans)."""
-    from edgevision.data.io import read_image, write_image
-    from edgevision.data.media import annotated_output_names, is_video
-    from edgevision.visualize import draw_detections
+def _detect_media(media: list[Path], detector: Detector, settings: DetectSettings) -> None:
+    """``cli_media.detect_media`` under the progress bar: shared by ``detect`` and ``run``."""
+    from edgevision.cli_media import detect_media
 
-    outputs = annotated_output_names(media)  # fails on two inputs that would share an output
-
-    def report(path: Path, detections: Detections, frame: int | None = None) -> None:
-        if json_lines:
-            record = {"path": str(path), **({"frame": frame} if frame is not None else {})}
-            typer.echo(json.dumps({**record, "faces": detections.to_json()}))
-        elif frame is None:
-            typer.echo(f"{path}: {len(detections)} face(s)")
-            for face in detections.to_json():
-                typer.echo(f"  box={face['box']} score={face['score']}")
-
+    detector.max_pixels = settings.max_pixels
     with _progress() as progress:
-        for path in progress.track(media, description="images"):
-            target = out / outputs[path] if out is not None else None
-            if is_video(path):
-                frames, faces = _detect_video(path, detector, threshold, scale, target, report, progress)
-                if not json_lines:
-                    typer.echo(f"{path}: {frames} frame(s), {faces} face(s) in all")
-                continue
-            image = read_image(path)
-            detections = detector.detect(image, scale).above(threshold)
-            report(path, detections)
-            if target is not None:
-                write_image(target, draw_detections(image, detections))
-
-
-def _detect_video(
-    path: Path,
-    detector: Detector,
-    threshold: float,
-    scale: float,
-    target: Path | None,
-    report: Callable[[Path, Detections, int], None],
-    progress: Progress,
-) -> tuple[int, int]:
-    """Detect on every frame of a video, reporting each; write the annotated video to ``target``
-    (all or nothing). Returns the number of frames and of faces."""
-    from edgevision.data.media import AtomicVideoWriter, VideoFrames
-    from edgevision.visualize import draw_detections
-
-    frames = VideoFrames(path)
-    writer, count, faces = None, 0, 0
-    task = progress.add_task(path.name, total=frames.frame_count or None)
-    try:
-        for count, frame in enumerate(frames, start=1):
-            detections = detector.detect(frame, scale).above(threshold)
-            report(path, detections, count - 1)
-            faces += len(detections)
-            if target is not None:
-                if writer is None:
-                    writer = AtomicVideoWriter(target, frames.fps, (frame.shape[1], frame.shape[0]))
-                writer.write(draw_detections(frame, detections))
-            progress.advance(task)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    progress.remove_task(task)
-    if writer is not None:
-        writer.commit()
-    return count, faces
+        run = detect_media(media, detector, settings, progress, err_console)
+    run.finish()
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model with a benchmark's official protocol.")
@@ -236,21 +270,28 @@ app.add_typer(eval_app, name="eval")
 def eval_widerface(
     model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
     weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
-    data: Annotated[Path | None, typer.Option(help="WIDER FACE root [default: DATA/widerface]")] = None,
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root (default: DATA/widerface)")] = None,
     out: Annotated[Path, typer.Option(help="folder for prediction files, PR curves, results")] = Path(
         "out/widerface"
     ),
-    scale: Annotated[float, typer.Option(help="resize factor (1.0: native resolution)")] = 1.0,
+    scale: Annotated[float, typer.Option(help="resize factor in (0, 8] (1.0: native resolution)")] = 1.0,
 ) -> None:
-    """WIDER FACE val easy/medium/hard AP with the official protocol, on the val images present."""
+    """WIDER FACE val easy/medium/hard AP with the official protocol, on the val images present.
+
+    Strict: an AP over a silently reduced set would mislead, so every val image's header is read
+    before the run and any unreadable image ends it; the prediction folder is written whole or
+    not at all."""
     from edgevision.api import load_detector
-    from edgevision.data.io import atomic_write
+    from edgevision.data.io import atomic_write, check_output_dir
+    from edgevision.detection.detector import check_scale
     from edgevision.evaluation.plots import plot_pr_curves
     from edgevision.evaluation.widerface_predict import run_widerface
 
-    if scale <= 0:
-        raise ConfigError(f"--scale must be positive, got {scale}")
+    check_scale(scale, "--scale")
+    check_output_dir(out, "--out")
     data = _data_root(data, "widerface")
+    if not data.is_dir():
+        raise DatasetError(f"WIDER FACE root {'is not a folder' if data.exists() else 'not found'}: {data}")
     detector = load_detector(model, weights=weights)
     predictions = out / "predictions"
     with _progress() as progress:
@@ -281,7 +322,7 @@ def data_stats(
     dataset: Annotated[str, typer.Argument(help="data set (openimages)")],
     data: Annotated[
         Path | None,
-        typer.Option(help="folder with the class list and *-annotations-bbox.csv [default: DATA/openimages]"),
+        typer.Option(help="folder with the class list and *-annotations-bbox.csv (default: DATA/openimages)"),
     ] = None,
     out: Annotated[Path, typer.Option(help="class-frequency bar chart (.png, .pdf or .svg)")] = Path(
         "out/openimages_stats.png"
@@ -291,6 +332,7 @@ def data_stats(
     """Boxes per class and split, and images per class; a class-frequency bar chart."""
     from rich.table import Table
 
+    from edgevision.data.io import check_output_file
     from edgevision.data.openimages_stats import class_statistics
     from edgevision.evaluation.plots import FORMATS, plot_class_statistics
 
@@ -300,6 +342,7 @@ def data_stats(
         raise ConfigError(f"--top must be positive, got {top}")
     if out.suffix.lower().lstrip(".") not in FORMATS:
         raise ConfigError(f"--out must end in one of .{', .'.join(FORMATS)}, got {out.name!r}")
+    check_output_file(out, "--out")
     data = _data_root(data, "openimages")
     stats = class_statistics(data)
     table = Table(title=f"Open Images boxes per class ({data})")
@@ -418,11 +461,14 @@ def build(
     plan_key: PlanKeyOption = None,
 ) -> None:
     """Build an optimised engine plan: passes, INT8 calibration, tuning, memory plan."""
+    from edgevision.data.io import check_output_file
     from edgevision.deploy.builder import BuildOptions, build_engine
     from edgevision.deploy.plan_signing import key_from
 
     key = key_from(plan_key)  # a bad key file fails before the build
-
+    check_output_file(output, "-o/--output")  # before the build, not after it
+    if calib_cache is not None and not calib_cache.is_file():  # written at the end of calibration
+        check_output_file(calib_cache, "--calib-cache")
     options = BuildOptions(
         precision=precision,
         calibration_dir=calib,
@@ -452,52 +498,71 @@ def build(
         typer.echo(result.log())
     first, last = result.passes[0], result.passes[-1]
     typer.echo(
-        f"{result.path}: {precision} plan, layers {first.layers_before} -> {last.layers_after}, "
+        # The plan's precision and backend: --tune may have chosen others than those asked for.
+        f"{result.path}: {result.plan.precision} plan for {result.plan.backend}, "
+        f"layers {first.layers_before} -> {last.layers_after}, "
         f"activation arena {result.memory.arena_bytes / 2**20:.2f} MiB"
     )
 
 
-@app.command("run")
+@app.command(
+    "run",
+    help="Run a plan on images: faces for a detector plan (with detect's options), the top classes "
+    f"for a classifier, else the output shapes. {INPUTS_POLICY}",
+)
+@_with_detect_options
 def run_plan(
     plan: Annotated[Path, typer.Argument(help="a plan file from `edgevision build`")],
-    inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="images, folders of images, or videos (detector plans)")
+    ],
     threads: Annotated[int | None, typer.Option(min=1, help="threads per operator")] = None,
     top: Annotated[int, typer.Option(min=1, help="classes printed per image for a classifier")] = 5,
     plan_key: PlanKeyOption = None,
+    *,
+    settings: DetectSettings,
 ) -> None:
-    """Run a plan on images: faces for a detector plan, top classes for a classifier, else the
-    output shapes."""
     from edgevision.api import DETECTORS, detector_from_engine
-    from edgevision.data.io import read_image
-    from edgevision.data.media import collect_media, is_video
+    from edgevision.cli_media import run_plan_outputs
+    from edgevision.data.media import collect_media
 
     engine = _load_engine(plan, threads, plan_key)
-    if engine.plan.source.get("model") in DETECTORS:
-        _detect_media(collect_media(inputs), detector_from_engine(engine), None, False, 0.5, 1.0)
+    media = collect_media(inputs)
+    source = engine.plan.source.get("model")
+    if source in DETECTORS:
+        _detect_media(media, detector_from_engine(engine, settings.postprocess()), settings)
         return
-    binding, preprocessing = engine.inputs[0], engine.preprocessing
-    spatial = binding.shape[1:3] if preprocessing.pixels else binding.shape[2:]
-    size = tuple(engine.plan.source.get("input_size") or spatial)
-    for path in collect_media(inputs):
-        if is_video(path):
-            raise ConfigError(f"`edgevision run` takes images; {path} is a video")
-        outputs = engine.run(preprocessing.apply(read_image(path), size)[None])
-        for name, value in outputs.items():
-            if value.ndim == 2 and value.shape[0] == 1:
-                best = value[0].argsort()[::-1][:top]
-                typer.echo(f"{path}: {name} top-{top} " + " ".join(f"{i}:{value[0, i]:.3f}" for i in best))
-            else:
-                typer.echo(f"{path}: {name} {tuple(value.shape)} {value.dtype}")
+    if settings.out is not None:
+        raise ConfigError(
+            f"--out writes annotated copies for a detector plan; this plan's model is {source!r}"
+        )
+    with _progress() as progress:
+        run = run_plan_outputs(engine, media, settings, top, progress, err_console)
+    run.finish()
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM as an exit through Python, so every abort path runs (a half-written video or file
+    is deleted) as it does for Ctrl-C; 128 + 15 is the shell's status for a terminated process."""
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:
     """Entry point: runs the app, turning edgevision's errors into one line and exit code 2."""
+    import signal
+    import threading
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal() needs it
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         app()
     except EdgeVisionError as error:
         # escaped: a message may hold brackets, e.g. "pip install edgevision[openvino]"
         err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

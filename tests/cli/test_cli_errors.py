@@ -38,6 +38,7 @@ def test_non_image_file(run_cli, assert_one_line_error, tmp_path, reference_weig
         str(reference_weights),
         "--out",
         str(tmp_path / "out"),
+        "--strict",  # without it, a warning and a summary: tests/cli/test_detect_inputs.py
     )
     assert_one_line_error(code, err, "notes.jpg", "image")
     assert_no_output(tmp_path / "out")
@@ -48,7 +49,9 @@ def test_truncated_jpeg(run_cli, assert_one_line_error, tmp_path, data_dir, refe
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(source.read_bytes()[:20000])
     out = tmp_path / "out"
-    code, _, err = run_cli("detect", str(truncated), "--weights", str(reference_weights), "--out", str(out))
+    code, _, err = run_cli(
+        "detect", str(truncated), "--weights", str(reference_weights), "--out", str(out), "--strict"
+    )
     assert_one_line_error(code, err, "truncated", "cut.jpg")
     assert_no_output(out)
 

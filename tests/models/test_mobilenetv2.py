@@ -71,3 +71,10 @@ def test_imagenet_weights_give_torchvision_logits(imagenet_weights, astronaut_pa
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
     # The weights are the trained ones (not a vacuous match of two untrained nets): confident.
     assert logits.softmax(1).max(1).values.min() > 0.1
+
+
+def test_class_names_are_imagenet_labels_in_index_order():
+    names = create_model("mobilenet_v2").class_names
+    # Class 0, 1 and 999 of ImageNet-1k (synsets n01440764, n01443537, n15075141).
+    assert len(names) == 1000 and names[:2] == ("tench", "goldfish") and names[999] == "toilet tissue"
+    assert create_model("mobilenet_v2", num_classes=10).class_names is None

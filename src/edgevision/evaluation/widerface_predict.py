@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.data.io import atomic_dir, read_image_size
 from edgevision.data.widerface import load_split
 from edgevision.detection.detector import Detector
 from edgevision.evaluation.widerface import (
@@ -28,8 +29,19 @@ def predict_widerface(
 ) -> list[str]:
     """Detect on every val image present under ``data`` and write the official per-image files
     ``out_dir/<event>/<stem>.txt`` (rows ``x1 y1 w h score``, ``w = x2 - x1 + 1``, as
-    FaceBoxes.PyTorch writes them). Returns the image keys. ``track`` wraps the loop (progress)."""
+    FaceBoxes.PyTorch writes them). Returns the image keys. ``track`` wraps the loop (progress).
+
+    Strict, since an AP over a silently reduced set would mislead: every image's header is read
+    (and its size checked against the pixel cap) before the first detection, and any image that
+    then fails to decode ends the run.
+
+    Raises:
+        InputFileError: an image cannot be read (ImageDecodeError: not an image, truncated, or
+            over the pixel cap).
+    """
     split = load_split(data, "val")
+    for record in split.records:
+        read_image_size(split.image_path(record), max_pixels=detector.max_pixels)
     keys = []
     for record in track(split.records):
         detections = detector.detect(split.image_path(record), scale)
@@ -60,7 +72,11 @@ def run_widerface(
     track: Callable[[Iterable], Iterable] = iter,
 ) -> WiderFaceResult:
     """The whole WIDER FACE val run: load the ground truth (so a missing one fails before the long
-    part), detect on every image present, write the official files to ``pred_dir``, score them."""
+    part), detect on every image present, write the official files to ``pred_dir``, score them.
+
+    ``pred_dir`` is filled as a temporary folder and renamed into place at the end (replacing an
+    earlier run's): a failed run leaves no prediction file."""
     gt = widerface_ground_truth(data)
-    keys = predict_widerface(detector, data, pred_dir, scale, track)
-    return evaluate_prediction_dir(pred_dir, gt, keys)
+    with atomic_dir(pred_dir) as filling:
+        keys = predict_widerface(detector, data, filling, scale, track)
+        return evaluate_prediction_dir(filling, gt, keys)

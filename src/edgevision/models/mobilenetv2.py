@@ -115,6 +115,17 @@ class MobileNetV2(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(global_avg_pool(x))
 
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The ImageNet-1k class names, index by index, when the model has 1000 classes (else
+        ``None``): those of torchvision's checkpoint, which loads here as it is. Read from
+        torchvision's weight metadata (nothing is downloaded), imported on first use."""
+        if self.config.num_classes != 1000:
+            return None
+        from torchvision.models import MobileNet_V2_Weights
+
+        return tuple(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
