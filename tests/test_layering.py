@@ -12,12 +12,12 @@ PACKAGE = Path(edgevision.__file__).parent
 
 # Bottom first; the same table as docs/architecture.md.
 LAYERS = [
-    {"errors", "boxes", "weights"},
+    {"errors", "validation", "boxes", "weights"},
     {"data"},
     {"layers", "detection"},
     {"models"},
     {"training", "evaluation", "deploy", "visualize"},
-    {"api", "cli", "__init__"},
+    {"api", "cli", "cli_media", "__init__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
