@@ -241,16 +241,36 @@ def test_ort_entropy_at_its_defaults_is_minmax(
     assert clipped and all(ours[name].amax < stats[name].amax for name in clipped)
 
 
-def test_symmetric_int8_activations_have_zero_points_of_zero(
+def dequantized_types(model: onnx.ModelProto) -> list[np.dtype]:
+    """The dtype each DequantizeLinear of ``model`` reads: its initializer's, or the zero point's of
+    the QuantizeLinear that writes it."""
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
+    types = []
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear":
+            source = node.input[0]
+            read = values[source] if source in values else values[producers[source].input[2]]
+            types.append(read.dtype)
+    return types
+
+
+def test_symmetric_int8_without_bias_quantisation_is_what_tensorrt_parses(
     model_path: Path, stats: dict[str, TensorStats], test_set: list[dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
-    # TensorRT's ONNX parser takes only int8 Q/DQ with zero point 0: what symmetric=True writes.
-    path = quantize_qdq(
-        model_path, calibrate(stats, "entropy", skip_zeros=True), tmp_path / "sym.onnx", symmetric=True
-    )
+    # TensorRT's ONNX parser takes only int8 Q/DQ with zero point 0, and DequantizeLinear of int8
+    # only: no int32 biases.
+    ranges = calibrate(stats, "entropy", skip_zeros=True)
+    path = quantize_qdq(model_path, ranges, tmp_path / "sym.onnx", symmetric=True, quantize_bias=False)
     model = onnx.load(path)
     values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     zero_points = [values[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert set(dequantized_types(model)) == {np.dtype(np.int8)}
+    biases = [node.input[2] for node in model.graph.node if node.op_type == "Conv"]
+    assert len(biases) == 4 and all(values[name].dtype == np.float32 for name in biases)
+    # ONNX Runtime's default (what its QLinearConv fusion wants) is int32 biases.
+    default = onnx.load(quantize_qdq(model_path, ranges, tmp_path / "bias.onnx", symmetric=True))
+    assert np.dtype(np.int32) in set(dequantized_types(default))
     # Half the levels of uint8 on the ReLU outputs: about twice the rounding noise, still small.
     assert relative_errors(path, model_path, test_set).max() < 0.08

@@ -251,7 +251,8 @@ def build_engine(
             corrected[per_channel], report = correct_biases(fp32, means, per_channel)
         notes.append(f"[bias correction] {len(report.details)} convs over {len(images.paths)} images")
 
-    symmetric = options.backend == "tensorrt"  # TensorRT takes int8 Q/DQ with zero point 0 only
+    # TensorRT's parser takes int8 Q/DQ with zero point 0 only, and no int32 (bias) DequantizeLinear
+    symmetric = options.backend == "tensorrt"
 
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
         source = corrected.get(per_channel, fp32)
@@ -259,7 +260,13 @@ def build_engine(
             path = Path(folder) / "int8.onnx"
             model = onnx.load(
                 quantize_qdq(
-                    source, ranges, path, per_channel=per_channel, exclude=excluded, symmetric=symmetric
+                    source,
+                    ranges,
+                    path,
+                    per_channel=per_channel,
+                    exclude=excluded,
+                    symmetric=symmetric,
+                    quantize_bias=not symmetric,
                 )
             )
         return model if pixels is None else read_pixels_quantized(model, pixels)

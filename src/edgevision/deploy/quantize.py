@@ -17,6 +17,8 @@ ORT's graph optimiser fuses into ``QLinearConv``, ``QLinearAdd``, ``QLinearConca
   CPUs without VNNI, whose int16 pair sums can saturate;
 - ``symmetric=True`` gives what TensorRT's ONNX parser requires instead: int8 activations with
   zero point 0 over ``[-amax, amax]`` (TensorRT's own scheme; slower than U8S8 on ONNX Runtime);
+- ``quantize_bias=False`` leaves the biases float: TensorRT's parser takes DequantizeLinear of int8
+  only (not the int32 biases), and fuses the float bias into its int8 kernels itself;
 - nodes named in ``exclude`` stay fp32: they read dequantized inputs, and their outputs are quantized
   only where a quantized node reads them.
 """
@@ -52,6 +54,7 @@ def quantize_qdq(
     per_channel: bool = True,
     exclude: Sequence[str] = (),
     symmetric: bool = False,
+    quantize_bias: bool = True,
 ) -> Path:
     """Write the Q/DQ INT8 version of ``model`` to ``path`` (atomically) and return the path.
 
@@ -63,6 +66,7 @@ def quantize_qdq(
         per_channel: one weight scale per Conv output channel, else one per weight tensor.
         exclude: names of nodes to keep in fp32.
         symmetric: int8 activations with zero point 0 (for TensorRT), else uint8 asymmetric.
+        quantize_bias: biases as int32 Q/DQ (what ONNX Runtime fuses), else left float (TensorRT).
 
     Raises:
         ConfigError: ``ranges`` lacks an activation of ``model``, or ``exclude`` names a node the
@@ -97,7 +101,7 @@ def quantize_qdq(
         [],  # nodes_to_quantize: all
         list(exclude),
         QUANTIZED_OP_TYPES,
-        {"ActivationSymmetric": symmetric},
+        {"ActivationSymmetric": symmetric, "QuantizeBias": quantize_bias},
     )
     quantized = _shapes_from_float(topologically_sorted(quantizer.quantize_model()))
     with atomic_write(path) as handle:
