@@ -12,7 +12,7 @@ to even), so the correction matches the plan it is for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import onnx
@@ -57,13 +57,20 @@ def output_shift(conv: ConstantConv, input_mean: np.ndarray, per_channel: bool) 
 
 
 def correct_biases(
-    model: onnx.ModelProto, input_means: dict[str, np.ndarray], per_channel: bool = True
+    model: onnx.ModelProto,
+    input_means: dict[str, np.ndarray],
+    per_channel: bool = True,
+    exclude: Collection[str] = (),
 ) -> tuple[onnx.ModelProto, PassReport]:
     """``model`` with every constant conv's bias corrected for its int8 weights' mean error, given
-    the :func:`conv_input_means`; the report gives the largest shift of each conv."""
+    the :func:`conv_input_means`, except the convs named in ``exclude``: those stay fp32 (their
+    weights are not quantised), so they have no error to correct. The report gives the largest
+    shift of each conv corrected."""
     names, new_values = NameAllocator(model), {}
     replacements, details = {}, []
     for index, conv in constant_convs(model).items():
+        if conv.node.name in exclude:
+            continue
         shift = output_shift(conv, input_means[conv.node.input[0]], per_channel)
         replacements[index] = conv_with(
             conv, conv.weight, conv.bias - shift.astype(np.float32), conv.node.output[0], names, new_values

@@ -242,20 +242,18 @@ def build_engine(
             }
             ranges = {**ranges, **exact}
     exclude = list(options.exclude)
-    corrected: dict[bool, onnx.ModelProto] = {}  # per_channel -> fp32 with corrected biases
+    means = None  # of every conv's input, for bias correction
     if options.precision == "int8" and options.bias_correction:
         say("measuring conv input means")
         images = calibration_images(input_name, preprocessing, options.calibration_images, batch_size=8)
         means = conv_input_means(fp32, images)
-        for per_channel in (True, False) if options.tune else (options.per_channel,):
-            corrected[per_channel], report = correct_biases(fp32, means, per_channel)
-        notes.append(f"[bias correction] {len(report.details)} convs over {len(images.paths)} images")
 
     # TensorRT's parser takes int8 Q/DQ with zero point 0 only, and no int32 (bias) DequantizeLinear
     symmetric = options.backend == "tensorrt"
 
     def quantize(per_channel: bool, excluded: Sequence[str]) -> onnx.ModelProto:
-        source = corrected.get(per_channel, fp32)
+        # Only the convs that are quantised have a weight error to correct.
+        source = fp32 if means is None else correct_biases(fp32, means, per_channel, excluded)[0]
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "int8.onnx"
             model = onnx.load(
@@ -282,6 +280,9 @@ def build_engine(
         )
         exclude += kept
         notes.append(f"[layer gate] tolerance {options.fp32_fallback}: kept in fp32 {kept or 'none'}")
+    if means is not None:
+        corrected = correct_biases(fp32, means, options.per_channel, exclude)[1]
+        notes.append(f"[bias correction] {len(corrected.details)} convs over {len(images.paths)} images")
 
     def build(tactic: Tactic) -> bytes:
         if tactic.precision == "fp32":
