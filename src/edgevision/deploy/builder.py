@@ -193,6 +193,17 @@ def build_engine(
         raise ConfigError(
             "pixel input needs a registry model or checkpoint: an ONNX file has no preprocessing"
         )
+    batch = imported.batch or 1  # what a model of any batch is built, tuned and planned for
+    if options.calibration_dir is not None:  # refuse images the model cannot take, before the passes
+        ImageFolderBatches(
+            options.calibration_dir,
+            "image",
+            imported.input_size,
+            imported.preprocessing,
+            batch_size=batch,
+            channels=imported.channels,
+            drop_last=imported.batch is not None,
+        )
     say("running graph passes")
     # fp32 (and fp16) plans run the fp32 pass list; int8 quantises the int8 list's graph (`fp32`).
     float_graph, reports = run_passes(imported.model, DEFAULT_PASSES)
@@ -208,7 +219,14 @@ def build_engine(
         name: str, prep: Preprocessing, limit: int, batch_size: int = 1
     ) -> ImageFolderBatches:
         return ImageFolderBatches(
-            options.calibration_dir, name, imported.input_size, prep, batch_size=batch_size, limit=limit
+            options.calibration_dir,
+            name,
+            imported.input_size,
+            prep,
+            batch_size=imported.batch or batch_size,  # a fixed batch takes no other
+            limit=limit,
+            channels=imported.channels,
+            drop_last=imported.batch is not None,
         )
 
     if options.precision == "int8":
@@ -294,7 +312,7 @@ def build_engine(
     tuning = None
     if options.tune:
         say("timing tactics")
-        feeds = {input_name: _example_input(imported, options, preprocessing)}
+        feeds = {input_name: _example_input(imported, options, preprocessing, calibration_images)}
         reference = make_session(float_graph).run(None, feeds)
         per_channel = (True, False) if options.precision == "int8" else (True,)
         allowed = (options.precision, "fp32") if options.precision != "fp32" else ("fp32",)
@@ -322,7 +340,11 @@ def build_engine(
         tactics, precision, backend = {}, options.precision, options.backend
     final = onnx.ModelProto.FromString(model_bytes)
     say("planning memory")
-    shape = (1, *imported.input_size, 3) if pixels is not None else (1, 3, *imported.input_size)
+    shape = (
+        (batch, *imported.input_size, 3)
+        if pixels is not None
+        else (batch, imported.channels, *imported.input_size)
+    )
     memory = _memory_report(final, {input_name: shape})
     tactics["passes"] = [report.name for report in reports]
     if precision == "int8":
@@ -362,18 +384,19 @@ def _input_name(model: onnx.ModelProto) -> str:
 
 
 def _example_input(
-    imported: ImportedModel, options: BuildOptions, preprocessing: Preprocessing
+    imported: ImportedModel,
+    options: BuildOptions,
+    preprocessing: Preprocessing,
+    images: Callable[..., ImageFolderBatches],
 ) -> np.ndarray:
-    """One input to time and gate tactics on: a calibration image when there are some."""
+    """One input batch to time and gate tactics on: calibration images when there are some."""
     if options.calibration_dir is not None:
-        batches = ImageFolderBatches(
-            options.calibration_dir, "x", imported.input_size, preprocessing, limit=1
-        )
-        return next(iter(batches))["x"]
+        return next(iter(images("x", preprocessing, limit=imported.batch or 1)))["x"]
     random = np.random.default_rng(0)
+    batch = imported.batch or 1
     if preprocessing.pixels:
-        return random.integers(0, 256, (1, *imported.input_size, 3), dtype=np.uint8)
-    return random.standard_normal((1, 3, *imported.input_size)).astype(np.float32)
+        return random.integers(0, 256, (batch, *imported.input_size, 3), dtype=np.uint8)
+    return random.standard_normal((batch, imported.channels, *imported.input_size)).astype(np.float32)
 
 
 def _binding(value: onnx.ValueInfoProto, preprocessing: dict | None = None) -> Binding:

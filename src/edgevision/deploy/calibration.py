@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -426,8 +427,10 @@ class ImageFolderBatches:
     """Calibration batches from a folder of images (searched recursively), re-iterable.
 
     Each image is resized to ``size`` with ``cv2.INTER_LINEAR`` (aspect ratio not kept, as the
-    network sees a fixed input) and turned into the ``(3, H, W)`` float32 input by ``preprocessing``; batches
-    are ``{input_name: (B, 3, H, W)}`` with ``B = batch_size`` (the last may be smaller).
+    network sees a fixed input) and turned into the ``(C, H, W)`` float32 input: by
+    ``preprocessing`` for 3 channels, as grey levels 0-255 for 1 (what a model that declares no
+    preprocessing, an ONNX file, is taken to read). Batches are ``{input_name: (B, C, H, W)}`` with
+    ``B = batch_size`` (the last may be smaller, unless ``drop_last``).
 
     Args:
         folder: the image folder; videos in it are ignored.
@@ -437,10 +440,14 @@ class ImageFolderBatches:
         batch_size: images per batch.
         limit: use at most this many images, spread evenly over the sorted list so that every
             sub-folder contributes.
+        channels: the model input's channels, 3 or 1.
+        drop_last: leave out a last batch of fewer than ``batch_size`` images (a model whose batch
+            is fixed takes no other).
 
     Raises:
         InputFileError: ``folder`` is missing, not a folder, or holds no images.
-        ConfigError: ``size``, ``batch_size`` or ``limit`` is not positive.
+        ConfigError: ``size``, ``batch_size`` or ``limit`` is not positive, ``channels`` is not 3 or
+            1 (1 only without preprocessing), or ``drop_last`` leaves no batch.
     """
 
     def __init__(
@@ -451,6 +458,8 @@ class ImageFolderBatches:
         preprocessing: Preprocessing,
         batch_size: int = 1,
         limit: int | None = None,
+        channels: int = 3,
+        drop_last: bool = False,
     ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -459,16 +468,28 @@ class ImageFolderBatches:
             raise ConfigError(
                 f"need size (H, W) >= 1, batch_size >= 1, limit >= 1; got {size}, {batch_size}, {limit}"
             )
+        if channels not in (1, 3) or (channels == 1 and preprocessing != Preprocessing()):
+            raise ConfigError(
+                f"images make 3-channel inputs, or 1-channel grey ones without preprocessing; the "
+                f"model takes {channels} channels{' with preprocessing' if channels == 1 else ''}"
+            )
         images = [path for path in collect_media([folder]) if path.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise InputFileError(f"no images in folder: {folder}")
         if limit is not None and limit < len(images):
             images = [images[int(k)] for k in np.linspace(0, len(images) - 1, limit).round()]
+        if drop_last:
+            if len(images) < batch_size:
+                raise ConfigError(
+                    f"the model takes batches of {batch_size} images; {folder} has {len(images)}"
+                )
+            images = images[: len(images) - len(images) % batch_size]
         self.paths = images
         self.input_name = input_name
         self.size = (int(size[0]), int(size[1]))
         self.preprocessing = preprocessing
         self.batch_size = batch_size
+        self.channels = channels
 
     def __len__(self) -> int:
         return -(-len(self.paths) // self.batch_size)
@@ -479,5 +500,10 @@ class ImageFolderBatches:
             yield {self.input_name: np.stack([self.load(path) for path in chunk])}
 
     def load(self, path: Path) -> np.ndarray:
-        """The network input of one image: ``(3, H, W)`` float32, or ``(H, W, 3)`` uint8 pixels."""
-        return self.preprocessing.apply(read_image(path), self.size)
+        """The network input of one image: ``(C, H, W)`` float32, or ``(H, W, 3)`` uint8 pixels."""
+        image = read_image(path)
+        if self.channels == 1:
+            grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            resized = cv2.resize(grey, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+            return resized.astype(np.float32)[None]
+        return self.preprocessing.apply(image, self.size)

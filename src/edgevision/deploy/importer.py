@@ -35,17 +35,21 @@ class ImportedModel:
     """A raw fp32 ONNX model and what the builder needs to know about it.
 
     Attributes:
-        model: the graph, one float32 image input ``(N, 3, H, W)`` (N dynamic for registry models,
-            and H and W too for those that take any size).
+        model: the graph, one float32 image input ``(N, C, H, W)`` (``C = 3`` and N dynamic for
+            registry models, and H and W too for those that take any size).
         input_size: ``(H, W)`` the plan is built, calibrated, tuned and memory-planned for.
         preprocessing: how an image becomes the input.
         source: JSON values saying where the model came from (stored in the plan).
+        channels: ``C``, the input's channels.
+        batch: ``N`` when the model fixes it, else None (any batch).
     """
 
     model: onnx.ModelProto
     input_size: tuple[int, int]
     preprocessing: Preprocessing
     source: dict[str, Any] = field(default_factory=dict)
+    channels: int = 3
+    batch: int | None = None
 
 
 def import_model(
@@ -61,7 +65,8 @@ def import_model(
         UnknownModelError: ``source`` is neither a file nor a registered model name.
         ConfigError: the model takes more than an image, or only another input size.
         WeightsError: the weights are missing or do not fit the architecture.
-        InputFileError: an ONNX file does not load or has not exactly one 4-D float input.
+        InputFileError: an ONNX file does not load, or has not exactly one 4-D float input with a
+            fixed channel count.
         ShapeError: an ONNX file with dynamic H/W and no ``input_size``.
     """
     path = Path(source)
@@ -130,11 +135,16 @@ def _import_onnx(path: Path, input_size: tuple[int, int] | None) -> ImportedMode
     )
     if len(inputs) != 1 or len(dims) != 4:
         raise InputFileError(f"the builder takes ONNX models with one (N, C, H, W) input: {path}")
-    size = input_size or (dims[2], dims[3])
+    batch, channels, height, width = dims
+    if channels is None:
+        raise InputFileError(f"{path} has a dynamic channel count; the builder needs C fixed")
+    size = input_size or (height, width)
     if None in size:
         raise ShapeError(f"{path} has dynamic H and W; give the input size to build for")
     source = {"onnx": path.name, "onnx_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return ImportedModel(model, (int(size[0]), int(size[1])), Preprocessing(), source)
+    return ImportedModel(
+        model, (int(size[0]), int(size[1])), Preprocessing(), source, channels=channels, batch=batch
+    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,109 @@
+"""What the builder takes from the model's input and what it refuses before any work: the channel
+count and a fixed batch of an ONNX model, on small hand-made models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgevision.deploy.builder as builder
+from edgevision.deploy.builder import BuildOptions, build_engine
+from edgevision.deploy.runtime import load_engine
+from edgevision.errors import ConfigError
+
+SIDE = 8
+
+
+def one_conv(path: Path, channels: int, batch: int | str = "N") -> Path:
+    """x (batch, channels, 8, 8) -> 1x1 Conv, weights [2, -1] per input channel, bias [1, 0] -> y,
+    as an ONNX file."""
+    weight = np.repeat(np.array([2.0, -1.0], np.float32).reshape(2, 1, 1, 1), channels, axis=1)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")],
+        "one_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, channels, SIDE, SIDE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2, SIDE, SIDE])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([1, 0], np.float32), "b")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def grey_images(folder: Path, levels: list[int]) -> Path:
+    """One uniform grey 8x8 PNG per level."""
+    folder.mkdir()
+    for index, level in enumerate(levels):
+        cv2.imwrite(str(folder / f"{index}.png"), np.full((SIDE, SIDE, 3), level, np.uint8))
+    return folder
+
+
+@pytest.fixture
+def no_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the builder gets as far as its graph passes."""
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("the build got to its graph passes")
+
+    monkeypatch.setattr(builder, "run_passes", refuse)
+
+
+def test_a_one_channel_model_calibrates_on_grey_levels(tmp_path: Path) -> None:
+    images = grey_images(tmp_path / "images", [40, 200])
+    options = BuildOptions(precision="int8", calibration_dir=images, calibrator="minmax")
+    result = build_engine(one_conv(tmp_path / "grey.onnx", 1), tmp_path / "grey.plan", options)
+    assert result.plan.inputs[0].shape == ("N", 1, SIDE, SIDE)
+    tensors = json.loads(result.plan.calibration)["tensors"]
+    assert (tensors["x"]["min"], tensors["x"]["max"]) == (40.0, 200.0)  # the grey levels, one channel
+    # y = [2 * 200 + 1, -200] on a grey image of 200, within half an output step (range 401 + 200).
+    (y,) = load_engine(result.path, threads=1).run(np.full((1, 1, SIDE, SIDE), 200, np.float32)).values()
+    np.testing.assert_allclose(y[0, :, 0, 0], [401.0, -200.0], atol=601 / 255 / 2 + 1e-3)
+
+
+def test_a_fixed_batch_is_built_calibrated_and_tuned_for(tmp_path: Path) -> None:
+    images = grey_images(tmp_path / "images", [40, 120, 200])
+    options = BuildOptions(
+        precision="int8",
+        calibration_dir=images,
+        fp32_fallback=1.0,
+        bias_correction=True,
+        tune=True,
+        threads=(1,),
+    )
+    result = build_engine(one_conv(tmp_path / "batch2.onnx", 3, batch=2), tmp_path / "b.plan", options)
+    assert result.plan.inputs[0].shape == (2, 3, SIDE, SIDE)
+    # Batches of 2 images only: the third image would be a batch of 1, which the model does not take.
+    assert any(note.startswith("[calibration] entropy over 2 images") for note in result.notes)
+    assert any(note.startswith("[bias correction] 1 convs over 2 images") for note in result.notes)
+    outputs = load_engine(result.path, threads=1).run(np.full((2, 3, SIDE, SIDE), 100, np.float32))
+    np.testing.assert_allclose(outputs["y"][:, :, 0, 0], [[601.0, -300.0]] * 2, rtol=0.02)
+    assert result.memory.arena_bytes >= 2 * 2 * SIDE * SIDE * 4  # planned for the batch of 2
+
+
+@pytest.mark.parametrize(
+    ("channels", "batch", "levels", "message"),
+    [
+        (4, "N", [40], "images make 3-channel inputs, or 1-channel grey ones .* the model takes 4 channels"),
+        (3, 4, [40, 120, 200], r"the model takes batches of 4 images; .*images has 3"),
+    ],
+    ids=["4-channels", "too-few-for-the-batch"],
+)
+def test_what_the_images_cannot_feed_is_refused_before_the_passes(
+    channels: int, batch: int | str, levels: list[int], message: str, tmp_path: Path, no_passes: None
+) -> None:
+    images = grey_images(tmp_path / "images", levels)
+    source = one_conv(tmp_path / "model.onnx", channels, batch)
+    with pytest.raises(ConfigError, match=message):
+        build_engine(source, tmp_path / "m.plan", BuildOptions(precision="int8", calibration_dir=images))
+    assert not (tmp_path / "m.plan").exists()
+
+
+def test_a_four_channel_model_builds_in_fp32(tmp_path: Path) -> None:
+    result = build_engine(one_conv(tmp_path / "four.onnx", 4), tmp_path / "four.plan")
+    (y,) = load_engine(result.path, threads=1).run(np.ones((1, 4, SIDE, SIDE), np.float32)).values()
+    np.testing.assert_allclose(y[0, :, 0, 0], [9.0, -4.0])
