@@ -18,3 +18,9 @@ def calibration_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     for path in sorted(train.rglob("*.jpg"))[::150][:8]:
         shutil.copy(path, folder / path.name)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _timing_cache_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tuned builds keep their default timing cache in a temporary folder, not the user's cache."""
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

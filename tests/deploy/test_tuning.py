@@ -16,6 +16,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgevision.deploy import tuning
+from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.calibration import calibrate, collect_activation_histograms
 from edgevision.deploy.plan import Binding, Plan, read_plan, write_plan
 from edgevision.deploy.quantize import quantize_qdq
@@ -24,6 +26,7 @@ from edgevision.deploy.tuning import (
     TimingCache,
     candidate_tactics,
     cpu_identity,
+    default_timing_cache,
     max_relative_error_gate,
     time_session,
     timing_key,
@@ -304,6 +307,40 @@ def test_a_cache_hit_skips_timing(tmp_path: Path, feeds: dict[str, np.ndarray]) 
     assert (second.tactic, second.ms) == (first.tactic, first.ms)
     assert all(row.cached for row in second.rows)
     assert "cache" in str(second)
+
+
+def test_a_second_tuned_build_reads_the_timing_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "conv_relu.onnx"
+    onnx.save(conv_relu(), source)
+    cache = tmp_path / "timing.json"
+    options = BuildOptions(tune=True, threads=(1, 2), timing_cache=cache)
+    first = build_engine(source, tmp_path / "first.plan", options)
+    assert len(first.tuning.rows) == 4 and not any(row.cached for row in first.tuning.rows)
+    assert len(TimingCache.load(cache)) == 4
+    timed = []
+    monkeypatch.setattr(tuning, "time_session", lambda *args, **kwargs: timed.append(args) or 1.0)
+    second = build_engine(source, tmp_path / "second.plan", options)
+    assert not timed  # every tactic's time came from the cache
+    assert [(row.tactic, row.ms) for row in second.tuning.rows] == [
+        (row.tactic, row.ms) for row in first.tuning.rows
+    ]
+    assert all(row.cached for row in second.tuning.rows)
+    assert any(note == f"[timing cache] 4 timings in {cache}" for note in second.notes)
+
+
+def test_the_default_timing_cache_is_the_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path / "ours"))
+    assert BuildOptions().timing_cache == tmp_path / "ours" / "timing_cache.json"
+    monkeypatch.delenv("EDGEVISION_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_timing_cache() == tmp_path / "xdg" / "edgevision" / "timing_cache.json"
+
+
+def test_a_corrupt_timing_cache_fails_a_tuned_build_before_any_work(tmp_path: Path) -> None:
+    cache = tmp_path / "timing.json"
+    cache.write_text("[]")
+    with pytest.raises(InputFileError, match="not an edgevision timing cache"):
+        build_engine("no-such-model", tmp_path / "x.plan", BuildOptions(tune=True, timing_cache=cache))
 
 
 def test_timing_keys_differ_in_what_a_latency_depends_on(feeds: dict[str, np.ndarray]) -> None:

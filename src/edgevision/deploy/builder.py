@@ -45,8 +45,10 @@ from edgevision.deploy.quantize import quantize_qdq
 from edgevision.deploy.tuning import (
     CPU_BACKENDS,
     Tactic,
+    TimingCache,
     TuningResult,
     candidate_tactics,
+    default_timing_cache,
     max_relative_error_gate,
     tune,
 )
@@ -80,6 +82,10 @@ class BuildOptions:
             tried are those ``precision`` allows, as TensorRT's builder flags do (int8: int8 and
             fp32; fp16: fp16 and fp32), and the plan records the chosen one.
         tolerance: the tuner's accuracy gate, max relative output error against fp32.
+        timing_cache: the tuner's timing cache (:class:`.tuning.TimingCache`), read before tuning
+            and updated after it, so a tactic timed once on this machine for this model is not
+            timed again (as TensorRT's timing cache); None tunes without one. Default:
+            :func:`.tuning.default_timing_cache`.
         threads: thread counts the tuner tries.
         tune_backends: the CPU backends the tuner tries (default: ``backend``); the plan is for the
             chosen one.
@@ -100,6 +106,7 @@ class BuildOptions:
     backend: str = "ort"
     tune: bool = False
     tolerance: float = 0.1
+    timing_cache: Path | None = field(default_factory=default_timing_cache)
     threads: tuple[int, ...] = (1, 2)
     tune_backends: tuple[str, ...] = ()
     input_size: tuple[int, int] | None = None
@@ -186,6 +193,8 @@ def build_engine(
     options = options or BuildOptions()
     # A missing optional backend fails before any work.
     versions = {b: backend_version(b) for b in {options.backend, *options.tuned_backends}}
+    # So does a timing cache that is not one.
+    timing_cache = TimingCache.load(options.timing_cache) if options.tune and options.timing_cache else None
     say = progress or (lambda _message: None)
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
@@ -325,7 +334,10 @@ def build_engine(
             feeds,
             reference_outputs=reference,
             gate=max_relative_error_gate(options.tolerance),
+            cache=timing_cache,
         )
+        if timing_cache is not None:
+            notes.append(_save_timing_cache(timing_cache))
         model_bytes, tactics = tuning.model, {"session": tuning.tactic.as_dict()}
         precision, backend = tuning.tactic.precision, tuning.tactic.backend
     else:
@@ -367,6 +379,14 @@ def build_engine(
     say("writing the plan")
     path = write_plan(output, plan, key=key)
     return BuildResult(path, plan, reports, memory, tuning, notes)
+
+
+def _save_timing_cache(cache: TimingCache) -> str:
+    """Save ``cache``; the log line says where, or why not (a plan is not refused for its cache)."""
+    try:
+        return f"[timing cache] {len(cache)} timings in {cache.save()}"
+    except OSError as error:
+        return f"[timing cache] not saved to {cache.path}: {error.strerror or error}"
 
 
 def _memory_report(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> MemoryReport:

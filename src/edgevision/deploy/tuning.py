@@ -290,6 +290,16 @@ def timing_key(model: bytes, tactic: Tactic, feeds: Mapping[str, np.ndarray], cp
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
+def default_timing_cache() -> Path:
+    """The timing cache a tuned build reads and updates unless told otherwise:
+    ``timing_cache.json`` in ``$EDGEVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgevision``, else
+    ``~/.cache/edgevision``."""
+    folder = os.environ.get("EDGEVISION_CACHE_DIR")
+    if not folder:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgevision"
+    return Path(folder) / "timing_cache.json"
+
+
 class TimingCache:
     """Median latencies in ms by :func:`timing_key`, kept in a JSON file at ``path``.
 
