@@ -4,6 +4,8 @@ uint8 pixels with no quantiser of its own, and a detector runs from such a plan 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,27 @@ def test_pixel_plans_take_uint8_pixels_and_find_the_same_face(pixel_plans, astro
         assert len(found) == 1, label
         assert float(box_iou(found.boxes, reference.boxes)[0, 0]) > 0.9, label
         assert abs(float(found.scores[0] - reference.scores[0])) < 0.05, label
+
+
+def test_the_calibration_record_holds_the_exact_pixel_ranges(calibration_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "pixels.calib.json"
+    options = BuildOptions(
+        precision="int8",
+        calibration_dir=calibration_dir,
+        calibration_images=2,
+        calibration_cache=cache,
+        input_size=(64, 96),
+        pixel_input=True,
+    )
+    first = build_engine("faceboxes", tmp_path / "first.plan", options)
+    tensors = json.loads(first.plan.calibration)["tensors"]
+    # FaceBoxes' means (104, 117, 123) centre the pixels on z = round(114.67) = 115.
+    assert tensors["pixels_float"] == {"amax": 255.0, "min": 0.0, "max": 255.0}
+    assert tensors["pixels_centred"] == {"amax": 140.0, "min": -115.0, "max": 140.0}
+    assert json.loads(cache.read_bytes()) == json.loads(first.plan.calibration)
+    cached = dataclasses.replace(options, calibration_dir=None)
+    again = build_engine("faceboxes", tmp_path / "again.plan", cached)
+    assert again.plan.model == first.plan.model and again.plan.calibration == first.plan.calibration
 
 
 def test_pixel_input_needs_the_model_preprocessing(tmp_path: Path) -> None:

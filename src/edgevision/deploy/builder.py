@@ -221,6 +221,12 @@ def build_engine(
         fp32, reports = run_passes(imported.model, INT8_PASSES)
     input_name = _input_name(fp32)
     preprocessing = imported.preprocessing
+    pixels: PixelInput | None = None
+    if options.pixel_input:  # before calibration: the ranges are those of the graph quantised
+        pixels = take_pixels(fp32, preprocessing)
+        float_graph = pixels.model if float_graph is fp32 else take_pixels(float_graph, preprocessing).model
+        fp32, input_name, preprocessing = pixels.model, PIXELS, replace(preprocessing, pixels=True)
+        reports.append(pixels.report)
     notes: list[str] = []
     calibration, ranges = None, None
 
@@ -250,6 +256,9 @@ def build_engine(
             batches = calibration_images(input_name, preprocessing, options.calibration_images)
             stats = collect_activation_histograms(fp32, list(batches))
             ranges = calibrate(stats, options.calibrator, skip_zeros=True)
+            if pixels is not None:  # the pixels' float copies have exact ranges
+                exact = pixels.ranges().items()
+                ranges.update({name: TensorRange(max(-low, high), low, high) for name, (low, high) in exact})
             notes.append(
                 f"[calibration] {options.calibrator} over {len(batches.paths)} images: "
                 f"{len(ranges)} activation ranges"
@@ -257,17 +266,6 @@ def build_engine(
             if cache is not None:
                 save_calibration_cache(cache, ranges, options.calibrator, fp32)
         calibration = calibration_cache_bytes(ranges, options.calibrator, fp32)
-    pixels: PixelInput | None = None
-    if options.pixel_input:
-        pixels = take_pixels(fp32, preprocessing)
-        float_graph = pixels.model if float_graph is fp32 else take_pixels(float_graph, preprocessing).model
-        fp32, input_name, preprocessing = pixels.model, PIXELS, replace(preprocessing, pixels=True)
-        reports.append(pixels.report)
-        if ranges is not None:
-            exact = {
-                name: TensorRange(max(-low, high), low, high) for name, (low, high) in pixels.ranges().items()
-            }
-            ranges = {**ranges, **exact}
     exclude = list(options.exclude)
     means = None  # of every conv's input, for bias correction
     if options.precision == "int8" and options.bias_correction:
