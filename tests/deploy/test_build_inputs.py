@@ -107,3 +107,35 @@ def test_a_four_channel_model_builds_in_fp32(tmp_path: Path) -> None:
     result = build_engine(one_conv(tmp_path / "four.onnx", 4), tmp_path / "four.plan")
     (y,) = load_engine(result.path, threads=1).run(np.ones((1, 4, SIDE, SIDE), np.float32)).values()
     np.testing.assert_allclose(y[0, :, 0, 0], [9.0, -4.0])
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((20000, 20000), r"--input-size 20000x20000: each side must be 1 to 8192 pixels"),
+        ((8192, 4097), r"--input-size 8192x4097 is 33,562,624 pixels, more than the 16,777,216"),
+        ((0, 64), "each side must be 1 to 8192"),
+        ((64.5, 64), "must be two whole numbers"),
+        ((64,), "must be two whole numbers"),
+    ],
+)
+def test_input_sizes_past_the_documented_bounds_are_refused(size: tuple, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        BuildOptions(input_size=size)
+
+
+def test_the_largest_input_sizes_are_taken() -> None:
+    assert BuildOptions(input_size=(4096, 4096)).input_size == (4096, 4096)
+    assert BuildOptions(input_size=(2048, 8192)).input_size == (2048, 8192)
+
+
+def test_an_onnx_model_declaring_a_huge_input_is_refused_before_the_passes(
+    tmp_path: Path, no_passes: None
+) -> None:
+    model = onnx.load(one_conv(tmp_path / "small.onnx", 3))
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_value = 20000
+    onnx.save(model, tmp_path / "huge.onnx")
+    with pytest.raises(ConfigError, match="the input size of huge.onnx 20000x20000: each side"):
+        build_engine(tmp_path / "huge.onnx", tmp_path / "huge.plan")
+    assert not (tmp_path / "huge.plan").exists()

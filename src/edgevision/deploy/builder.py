@@ -32,7 +32,7 @@ from edgevision.deploy.calibration import (
 )
 from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.half import to_float16
-from edgevision.deploy.importer import ImportedModel, import_model
+from edgevision.deploy.importer import ImportedModel, check_input_size, import_model
 from edgevision.deploy.layer_gate import keep_failing_layers_in_fp32
 from edgevision.deploy.memory import MemoryReport, plan_memory
 from edgevision.deploy.passes import DEFAULT_PASSES, INT8_PASSES, PassReport, format_reports, run_passes
@@ -89,7 +89,8 @@ class BuildOptions:
         threads: thread counts the tuner tries.
         tune_backends: the CPU backends the tuner tries (default: ``backend``); the plan is for the
             chosen one.
-        input_size: ``(H, W)`` to build for; None is the model's default.
+        input_size: ``(H, W)`` to build for; None is the model's default. At most
+            :data:`.importer.MAX_INPUT_SIDE` a side and :data:`.importer.MAX_INPUT_PIXELS` in all.
         pixel_input: the plan takes ``(N, H, W, 3)`` uint8 pixels in the model's channel order and
             does the preprocessing in its graph (:mod:`.passes.pixel_input`); registry models and
             checkpoints only (an ONNX file does not say its preprocessing).
@@ -124,6 +125,8 @@ class BuildOptions:
             raise ConfigError(
                 f"backend {self.backend!r} is not available here; backends: {', '.join(BACKENDS)}"
             )
+        if self.input_size is not None:
+            check_input_size(self.input_size, "--input-size")
         if self.tune_backends and not self.tune:
             raise ConfigError("--tune-backend chooses what --tune tries; add --tune")
         if self.pixel_input and self.backend == "tensorrt":

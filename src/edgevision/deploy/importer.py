@@ -13,8 +13,9 @@ import hashlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,30 @@ from edgevision.models.weights import load_weights
 from edgevision.weights import BUNDLED, bundled_weights
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
+# The largest input a plan is built for. Every activation grows with H x W (a 20000 x 20000
+# FaceBoxes build took 14.8 GB), so a typo in a size fails at once instead of filling the memory.
+MAX_INPUT_SIDE = 8192  # pixels, H or W
+MAX_INPUT_PIXELS = 4096 * 4096  # H x W
+
+
+def check_input_size(size: Sequence[int], what: str) -> tuple[int, int]:
+    """``size`` as ``(H, W)`` if both are whole numbers from 1 to :data:`MAX_INPUT_SIDE` and
+    ``H x W`` is at most :data:`MAX_INPUT_PIXELS`; ``what`` names it in the error.
+
+    Raises:
+        ConfigError: otherwise.
+    """
+    if len(size) != 2 or not all(isinstance(side, Integral) and not isinstance(side, bool) for side in size):
+        raise ConfigError(f"{what} must be two whole numbers (H, W), got {tuple(size)}")
+    height, width = int(size[0]), int(size[1])
+    if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE):
+        raise ConfigError(f"{what} {height}x{width}: each side must be 1 to {MAX_INPUT_SIDE} pixels")
+    if height * width > MAX_INPUT_PIXELS:
+        raise ConfigError(
+            f"{what} {height}x{width} is {height * width:,} pixels, more than the {MAX_INPUT_PIXELS:,} "
+            "a plan is built for"
+        )
+    return height, width
 
 
 @dataclass(frozen=True)
@@ -138,9 +163,9 @@ def _import_onnx(path: Path, input_size: tuple[int, int] | None) -> ImportedMode
     batch, channels, height, width = dims
     if channels is None:
         raise InputFileError(f"{path} has a dynamic channel count; the builder needs C fixed")
-    size = input_size or (height, width)
-    if None in size:
+    if input_size is None and None in (height, width):
         raise ShapeError(f"{path} has dynamic H and W; give the input size to build for")
+    size = check_input_size(input_size or (height, width), f"the input size of {path.name}")
     source = {"onnx": path.name, "onnx_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     return ImportedModel(
         model, (int(size[0]), int(size[1])), Preprocessing(), source, channels=channels, batch=batch
