@@ -4,6 +4,7 @@ count and a fixed batch of an ONNX model, on small hand-made models."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgevision.deploy.builder as builder
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.runtime import load_engine
-from edgevision.errors import ConfigError
+from edgevision.errors import ConfigError, ImageDecodeError, InputFileError
 
 SIDE = 8
 
@@ -43,14 +44,23 @@ def grey_images(folder: Path, levels: list[int]) -> Path:
     return folder
 
 
+def refuse(step: str) -> Callable[..., None]:
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError(f"the build got to {step}")
+
+    return fail
+
+
 @pytest.fixture
 def no_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the builder gets as far as its graph passes."""
+    monkeypatch.setattr(builder, "run_passes", refuse("its graph passes"))
 
-    def refuse(*_args: object) -> None:
-        raise AssertionError("the build got to its graph passes")
 
-    monkeypatch.setattr(builder, "run_passes", refuse)
+@pytest.fixture
+def no_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the builder gets as far as importing the model."""
+    monkeypatch.setattr(builder, "import_model", refuse("importing the model"))
 
 
 def test_a_one_channel_model_calibrates_on_grey_levels(tmp_path: Path) -> None:
@@ -89,7 +99,7 @@ def test_a_fixed_batch_is_built_calibrated_and_tuned_for(tmp_path: Path) -> None
     ("channels", "batch", "levels", "message"),
     [
         (4, "N", [40], "images make 3-channel inputs, or 1-channel grey ones .* the model takes 4 channels"),
-        (3, 4, [40, 120, 200], r"the model takes batches of 4 images; .*images has 3"),
+        (3, 4, [40, 120, 200], "the model takes batches of 4 images; 3 calibration images"),
     ],
     ids=["4-channels", "too-few-for-the-batch"],
 )
@@ -139,3 +149,48 @@ def test_an_onnx_model_declaring_a_huge_input_is_refused_before_the_passes(
     with pytest.raises(ConfigError, match="the input size of huge.onnx 20000x20000: each side"):
         build_engine(tmp_path / "huge.onnx", tmp_path / "huge.plan")
     assert not (tmp_path / "huge.plan").exists()
+
+
+def calibration_folder(folder: Path, files: dict[str, bytes | None]) -> Path:
+    """``folder`` with the named files: ``None`` is a grey 8x8 PNG, bytes are written as they are."""
+    folder.mkdir()
+    for name, data in files.items():
+        if data is None:
+            cv2.imwrite(str(folder / name), np.full((SIDE, SIDE, 3), 128, np.uint8))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("files", "error", "message"),
+    [
+        ({}, InputFileError, "no images in folder"),
+        ({"notes.txt": b"calibration set of 2026"}, InputFileError, "no images in folder"),
+        (
+            {"good.png": None, "text.jpg": b"not a jpeg"},
+            ImageDecodeError,
+            r"^1 of 2 calibration images cannot be read, e.g. not a readable image: .*text.jpg$",
+        ),
+        (
+            {"a.png": None, "cut.jpg": b"\xff\xd8\xff\xe0", "empty.png": b""},
+            ImageDecodeError,
+            r"^2 of 3 calibration images cannot be read, e.g. truncated JPEG",
+        ),
+    ],
+    ids=["empty", "no-images", "not-an-image", "truncated-and-empty"],
+)
+def test_a_bad_calibration_folder_fails_before_the_import(
+    files: dict[str, bytes | None], error: type, message: str, tmp_path: Path, no_import: None
+) -> None:
+    folder = calibration_folder(tmp_path / "images", files)
+    options = BuildOptions(precision="int8", calibration_dir=folder)
+    with pytest.raises(error, match=message):
+        build_engine("faceboxes", tmp_path / "f.plan", options)
+    assert not (tmp_path / "f.plan").exists()
+
+
+def test_a_file_as_the_calibration_folder_fails_before_the_import(tmp_path: Path, no_import: None) -> None:
+    image = calibration_folder(tmp_path / "images", {"a.png": None}) / "a.png"
+    with pytest.raises(InputFileError, match="not a folder of calibration images: .*a.png"):
+        build_engine("faceboxes", tmp_path / "f.plan", BuildOptions(precision="int8", calibration_dir=image))

@@ -256,5 +256,6 @@ def test_image_folder_batches_reject_an_empty_or_missing_folder(tmp_path: Path) 
         ImageFolderBatches(tmp_path / "empty", "image", (16, 16), Preprocessing())
     with pytest.raises(InputFileError, match="not a folder"):
         ImageFolderBatches(tmp_path / "absent", "image", (16, 16), Preprocessing())
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ConfigError, match="batch_size"):
         ImageFolderBatches(tmp_path, "image", (16, 16), Preprocessing(), batch_size=0)

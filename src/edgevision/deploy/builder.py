@@ -22,13 +22,15 @@ from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, ch
 from edgevision.deploy.bias_correction import conv_input_means, correct_biases
 from edgevision.deploy.calibration import (
     CALIBRATORS,
-    ImageFolderBatches,
+    ImageBatches,
     TensorRange,
     calibrate,
     calibration_cache_bytes,
     collect_activation_histograms,
     load_calibration_cache,
+    readable_image_paths,
     save_calibration_cache,
+    spread,
 )
 from edgevision.deploy.graph import with_input_shapes
 from edgevision.deploy.half import to_float16
@@ -63,7 +65,9 @@ class BuildOptions:
         precision: ``"fp32"``, ``"fp16"`` (:mod:`.half`: float16 weights and activations, for
             TensorRT's strongly typed builds; the CPU backends compute it in float32) or ``"int8"``.
         calibration_dir: folder of representative images, required for int8 unless
-            ``calibration_cache`` already exists.
+            ``calibration_cache`` already exists. Its images (up to ``calibration_images``) are
+            all read before any work, and one that does not decode fails the build: the images
+            decide the plan, so none is skipped silently. Files that are not images are ignored.
         calibration_cache: a calibration cache file (tensor -> range, as TensorRT's): read when it
             exists (it must be for this model and ``calibrator``), else written after calibrating.
         calibrator: ``entropy``, ``minmax``, ``percentile`` or ``mse``.
@@ -198,6 +202,12 @@ def build_engine(
     versions = {b: backend_version(b) for b in {options.backend, *options.tuned_backends}}
     # So does a timing cache that is not one.
     timing_cache = TimingCache.load(options.timing_cache) if options.tune and options.timing_cache else None
+    # And calibration images that are missing or do not decode.
+    image_set = (
+        None
+        if options.calibration_dir is None
+        else readable_image_paths(options.calibration_dir, options.calibration_images)
+    )
     say = progress or (lambda _message: None)
     say("importing")
     imported = import_model(source, weights=weights, arch=arch, input_size=options.input_size)
@@ -206,9 +216,9 @@ def build_engine(
             "pixel input needs a registry model or checkpoint: an ONNX file has no preprocessing"
         )
     batch = imported.batch or 1  # what a model of any batch is built, tuned and planned for
-    if options.calibration_dir is not None:  # refuse images the model cannot take, before the passes
-        ImageFolderBatches(
-            options.calibration_dir,
+    if image_set is not None:  # refuse images the model cannot take, before the passes
+        ImageBatches(
+            image_set,
             "image",
             imported.input_size,
             imported.preprocessing,
@@ -234,15 +244,14 @@ def build_engine(
     calibration, ranges = None, None
 
     def calibration_images(
-        name: str, prep: Preprocessing, limit: int, batch_size: int = 1
-    ) -> ImageFolderBatches:
-        return ImageFolderBatches(
-            options.calibration_dir,
+        name: str, prep: Preprocessing, limit: int | None = None, batch_size: int = 1
+    ) -> ImageBatches:
+        return ImageBatches(
+            spread(image_set, limit),
             name,
             imported.input_size,
             prep,
             batch_size=imported.batch or batch_size,  # a fixed batch takes no other
-            limit=limit,
             channels=imported.channels,
             drop_last=imported.batch is not None,
         )
@@ -256,7 +265,7 @@ def build_engine(
             notes.append(f"[calibration] {method} ranges of {len(ranges)} activations read from {cache}")
         else:
             say("calibrating")
-            batches = calibration_images(input_name, preprocessing, options.calibration_images)
+            batches = calibration_images(input_name, preprocessing)
             stats = collect_activation_histograms(fp32, list(batches))
             ranges = calibrate(stats, options.calibrator, skip_zeros=True)
             if pixels is not None:  # the pixels' float copies have exact ranges
@@ -273,7 +282,7 @@ def build_engine(
     means = None  # of every conv's input, for bias correction
     if options.precision == "int8" and options.bias_correction:
         say("measuring conv input means")
-        images = calibration_images(input_name, preprocessing, options.calibration_images, batch_size=8)
+        images = calibration_images(input_name, preprocessing, batch_size=8)
         means = conv_input_means(fp32, images)
 
     # TensorRT's parser takes int8 Q/DQ with zero point 0 only, and no int32 (bias) DequantizeLinear
@@ -408,7 +417,7 @@ def _example_input(
     imported: ImportedModel,
     options: BuildOptions,
     preprocessing: Preprocessing,
-    images: Callable[..., ImageFolderBatches],
+    images: Callable[..., ImageBatches],
 ) -> np.ndarray:
     """One input batch to time and gate tactics on: calibration images when there are some."""
     if options.calibration_dir is not None:

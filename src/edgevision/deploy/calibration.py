@@ -32,10 +32,9 @@ import onnx
 import onnxruntime as ort
 
 from edgevision.data.io import IMAGE_SUFFIXES, atomic_write, read_image
-from edgevision.data.media import collect_media
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.deploy.plugins import make_session
-from edgevision.errors import ConfigError, InputFileError, ShapeError
+from edgevision.errors import ConfigError, ImageDecodeError, InputFileError, ShapeError
 
 NUM_BINS = 2048  # histogram bins over [0, max |x|] (TensorRT)
 NUM_LEVELS = 128  # int8 levels on one side of zero: the entropy candidates start at 128 bins
@@ -423,8 +422,61 @@ def load_calibration_cache(
 # --- Data -------------------------------------------------------------------------------------
 
 
-class ImageFolderBatches:
-    """Calibration batches from a folder of images (searched recursively), re-iterable.
+def image_paths(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """The images in ``folder`` (searched recursively, sorted; videos and other files ignored), at
+    most ``limit`` of them spread evenly over the list so that every sub-folder contributes.
+
+    Raises:
+        InputFileError: ``folder`` is missing, not a folder, or holds no images.
+        ConfigError: ``limit`` is not positive.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(f"not a folder of calibration images: {folder}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"need limit >= 1, got {limit}")
+    images = sorted(
+        path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+    if not images:
+        raise InputFileError(f"no images in folder: {folder}")
+    return spread(images, limit)
+
+
+def spread(paths: Sequence[Path], limit: int | None) -> list[Path]:
+    """At most ``limit`` of ``paths``, evenly spaced from the first to the last."""
+    if limit is None or limit >= len(paths):
+        return list(paths)
+    return [paths[int(k)] for k in np.linspace(0, len(paths) - 1, limit).round()]
+
+
+def readable_image_paths(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """:func:`image_paths`, each of which is read: a calibration set that fails on its tenth image
+    fails before any work instead.
+
+    A file that does not decode is refused, not skipped: the calibration images decide the
+    plan's ranges, and a set that silently lost some would give another plan.
+
+    Raises:
+        InputFileError, ConfigError: as :func:`image_paths`; ``ImageDecodeError`` (an
+            ``InputFileError``) naming the first image that cannot be read and how many cannot.
+    """
+    paths = image_paths(folder, limit)
+    failures = []
+    for path in paths:
+        try:
+            read_image(path)
+        except InputFileError as error:
+            failures.append(error)
+    if failures:
+        raise ImageDecodeError(
+            f"{len(failures)} of {len(paths)} calibration images cannot be read, e.g. {failures[0]}"
+        )
+    return paths
+
+
+class ImageBatches:
+    """Calibration batches of a list of images, re-iterable.
 
     Each image is resized to ``size`` with ``cv2.INTER_LINEAR`` (aspect ratio not kept, as the
     network sees a fixed input) and turned into the ``(C, H, W)`` float32 input: by
@@ -433,58 +485,44 @@ class ImageFolderBatches:
     ``B = batch_size`` (the last may be smaller, unless ``drop_last``).
 
     Args:
-        folder: the image folder; videos in it are ignored.
+        paths: the image files.
         input_name: the model's input name.
         size: ``(H, W)`` of the model input.
         preprocessing: channel order, mean and std of the model's input.
         batch_size: images per batch.
-        limit: use at most this many images, spread evenly over the sorted list so that every
-            sub-folder contributes.
         channels: the model input's channels, 3 or 1.
         drop_last: leave out a last batch of fewer than ``batch_size`` images (a model whose batch
             is fixed takes no other).
 
     Raises:
-        InputFileError: ``folder`` is missing, not a folder, or holds no images.
-        ConfigError: ``size``, ``batch_size`` or ``limit`` is not positive, ``channels`` is not 3 or
-            1 (1 only without preprocessing), or ``drop_last`` leaves no batch.
+        ConfigError: ``size`` or ``batch_size`` is not positive, ``channels`` is not 3 or 1 (1 only
+            without preprocessing), or ``drop_last`` leaves no batch.
     """
 
     def __init__(
         self,
-        folder: str | Path,
+        paths: Sequence[Path],
         input_name: str,
         size: tuple[int, int],
         preprocessing: Preprocessing,
         batch_size: int = 1,
-        limit: int | None = None,
         channels: int = 3,
         drop_last: bool = False,
     ) -> None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise InputFileError(f"not a folder of calibration images: {folder}")
-        if len(size) != 2 or min(size) < 1 or batch_size < 1 or (limit is not None and limit < 1):
-            raise ConfigError(
-                f"need size (H, W) >= 1, batch_size >= 1, limit >= 1; got {size}, {batch_size}, {limit}"
-            )
+        if len(size) != 2 or min(size) < 1 or batch_size < 1:
+            raise ConfigError(f"need size (H, W) >= 1 and batch_size >= 1; got {size}, {batch_size}")
         if channels not in (1, 3) or (channels == 1 and preprocessing != Preprocessing()):
             raise ConfigError(
                 f"images make 3-channel inputs, or 1-channel grey ones without preprocessing; the "
                 f"model takes {channels} channels{' with preprocessing' if channels == 1 else ''}"
             )
-        images = [path for path in collect_media([folder]) if path.suffix.lower() in IMAGE_SUFFIXES]
-        if not images:
-            raise InputFileError(f"no images in folder: {folder}")
-        if limit is not None and limit < len(images):
-            images = [images[int(k)] for k in np.linspace(0, len(images) - 1, limit).round()]
         if drop_last:
-            if len(images) < batch_size:
+            if len(paths) < batch_size:
                 raise ConfigError(
-                    f"the model takes batches of {batch_size} images; {folder} has {len(images)}"
+                    f"the model takes batches of {batch_size} images; {len(paths)} calibration images"
                 )
-            images = images[: len(images) - len(images) % batch_size]
-        self.paths = images
+            paths = paths[: len(paths) - len(paths) % batch_size]
+        self.paths = list(paths)
         self.input_name = input_name
         self.size = (int(size[0]), int(size[1]))
         self.preprocessing = preprocessing
@@ -507,3 +545,28 @@ class ImageFolderBatches:
             resized = cv2.resize(grey, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
             return resized.astype(np.float32)[None]
         return self.preprocessing.apply(image, self.size)
+
+
+class ImageFolderBatches(ImageBatches):
+    """:class:`ImageBatches` of the :func:`image_paths` of ``folder`` (at most ``limit``); the
+    other arguments are :class:`ImageBatches`'.
+
+    Raises:
+        InputFileError: ``folder`` is missing, not a folder, or holds no images.
+        ConfigError: as :class:`ImageBatches`, or ``limit`` is not positive.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        input_name: str,
+        size: tuple[int, int],
+        preprocessing: Preprocessing,
+        batch_size: int = 1,
+        limit: int | None = None,
+        channels: int = 3,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            image_paths(folder, limit), input_name, size, preprocessing, batch_size, channels, drop_last
+        )
