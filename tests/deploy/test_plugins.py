@@ -15,10 +15,8 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from edgevision.deploy.plugin_ops.deform_roi_pool import DEFORM_PS_ROI_POOL, DEFORM_ROI_POOL
 from edgevision.deploy.plugins import (
     PluginSpec,
-    UnknownPluginError,
     get_plugin,
     infer_shapes,
     list_plugins,
@@ -28,7 +26,8 @@ from edgevision.deploy.plugins import (
     torch_op,
     translation_table,
 )
-from edgevision.errors import ConfigError, ShapeError
+from edgevision.deploy.plugins.deform_roi_pool import DEFORM_PS_ROI_POOL, DEFORM_ROI_POOL
+from edgevision.errors import ConfigError, ShapeError, UnknownPluginError
 from edgevision.layers.deform_roi_pool import deform_ps_roi_pool, deform_roi_pool
 
 OUTPUT_SIZE = (2, 3)  # not square: a swapped k_h, k_w shows

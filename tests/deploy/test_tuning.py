@@ -16,7 +16,6 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.deploy import tuning
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.calibration import calibrate, collect_activation_histograms
 from edgevision.deploy.plan import Binding, Plan, read_plan, write_plan
@@ -31,6 +30,7 @@ from edgevision.deploy.tuning import (
     time_session,
     timing_key,
     tune,
+    tuner,
 )
 from edgevision.errors import ConfigError, InputFileError, ShapeError
 
@@ -318,7 +318,7 @@ def test_a_second_tuned_build_reads_the_timing_cache(tmp_path: Path, monkeypatch
     assert len(first.tuning.rows) == 4 and not any(row.cached for row in first.tuning.rows)
     assert len(TimingCache.load(cache)) == 4
     timed = []
-    monkeypatch.setattr(tuning, "time_session", lambda *args, **kwargs: timed.append(args) or 1.0)
+    monkeypatch.setattr(tuner, "time_session", lambda *args, **kwargs: timed.append(args) or 1.0)
     second = build_engine(source, tmp_path / "second.plan", options)
     assert not timed  # every tactic's time came from the cache
     assert [(row.tactic, row.ms) for row in second.tuning.rows] == [

@@ -18,7 +18,8 @@ import numpy as np
 import onnx
 
 from edgevision.data.preprocessing import Preprocessing
-from edgevision.deploy.backends import BACKENDS, PLAN_NAMES, backend_version, check_plugins
+from edgevision.deploy.backends import backend_version, check_plugins
+from edgevision.deploy.backends.capabilities import BACKENDS, CPU_BACKENDS
 from edgevision.deploy.bias_correction import conv_input_means, correct_biases
 from edgevision.deploy.calibration import (
     CALIBRATORS,
@@ -45,7 +46,6 @@ from edgevision.deploy.plan import PRECISIONS, Binding, Plan, Plugin, write_plan
 from edgevision.deploy.plugins import make_session, plugins_used
 from edgevision.deploy.quantize import quantize_qdq
 from edgevision.deploy.tuning import (
-    CPU_BACKENDS,
     Tactic,
     TimingCache,
     TuningResult,
@@ -383,7 +383,7 @@ def build_engine(
         tactics=tactics,
         plugins=plugins,
         source={**imported.source, "input_size": list(imported.input_size)},
-        backend=PLAN_NAMES[backend],
+        backend=BACKENDS[backend].runtime,
         backend_version=versions[backend],
     )
     say("writing the plan")

@@ -1,17 +1,18 @@
 """Backends: the runtimes that run a plan's model.
 
-A plan holds a standard ONNX model (fp32, or int8 as Q/DQ), so every backend runs the same file.
-:data:`BACKENDS` (defined with :class:`edgevision.deploy.tuning.Tactic`, which names one) are:
+A plan holds a standard ONNX model (fp32, fp16, or int8 as Q/DQ), so every backend runs the same
+file. :data:`.capabilities.BACKENDS` says what each needs of it and can run:
 
 - ``"ort"``: ONNX Runtime's CPU execution provider, with the plan's plugins registered and the
-  optimisers :data:`edgevision.deploy.tuning.DISABLED_OPTIMIZERS` left out;
+  optimisers :data:`DISABLED_OPTIMIZERS` left out;
 - ``"openvino"``: OpenVINO's CPU plugin (:mod:`.openvino`, an optional extra imported only when a
   plan needs it); it runs no plugins;
 - ``"tensorrt"``: a TensorRT engine on a CUDA GPU (:mod:`.tensorrt`, an optional extra, likewise);
-  it runs no plugins.
+  it runs no plugins, and its int8 is symmetric with float biases.
 
-:func:`create_session` opens a session for a plan with a tactic; every session has the surface of
-:class:`Session`, which the engine and :class:`edgevision.deploy.export.OnnxDetectorRuntime` use.
+:func:`create_session` opens a session for a plan with a tactic
+(:class:`edgevision.deploy.tuning.Tactic`); every session has the surface of :class:`Session`,
+which the engine and :class:`edgevision.deploy.export.OnnxDetectorRuntime` use.
 """
 
 from __future__ import annotations
@@ -26,20 +27,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from edgevision.deploy.backends.capabilities import BACKENDS, PLAN_NAMES
 from edgevision.deploy.plan import Plugin
 from edgevision.deploy.plugins import make_session, plugins_used
-from edgevision.deploy.tuning import BACKENDS, DISABLED_OPTIMIZERS, Tactic
 from edgevision.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgevision.deploy.plan import Plan
+    from edgevision.deploy.tuning import Tactic
 
-# The runtime's name a plan records (Plan.backend) for each backend
-PLAN_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
-OPTIONAL = {  # backend -> (its module here, the package it imports, how to install it)
-    "openvino": ("openvino", "openvino", "`pip install edgevision[openvino]`"),
-    "tensorrt": ("tensorrt", "tensorrt", "`pip install edgevision[tensorrt]` and a CUDA GPU"),
-}
+# ONNX Runtime optimisers a plan's sessions run without: WeightBiasQuantization quantises (per
+# tensor) the fp32 weights of a Conv the builder kept in fp32 when Q/DQ surrounds it, undoing the
+# per-layer accuracy gate.
+DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 UNKNOWN_SIDE = 512  # pixels: the side a TensorRT profile is tuned for when the plan does not say
 
 
@@ -69,15 +69,15 @@ def plan_backend(plan: Plan) -> str:
     Raises:
         ConfigError: the plan names a runtime that no backend is.
     """
-    for backend, name in PLAN_NAMES.items():
-        if plan.backend == name:
-            return backend
+    for name, runtime in PLAN_NAMES.items():
+        if plan.backend == runtime:
+            return name
     raise ConfigError(f"the plan was built for the {plan.backend!r} runtime; backends: {', '.join(BACKENDS)}")
 
 
 def check_plugins(backend: str, plugins: Sequence[Plugin]) -> None:
     """Raise :class:`ConfigError` when ``backend`` cannot run a model that needs ``plugins``."""
-    if backend != "ort" and plugins:
+    if plugins and not BACKENDS[backend].plugins:
         names = ", ".join(f"{plugin.domain}::{plugin.op_type}" for plugin in plugins)
         raise ConfigError(f"the {backend} backend runs no plugins; the model needs {names}")
 
@@ -121,19 +121,19 @@ def backend_version(backend: str) -> str:
         ConfigError: ``backend`` is not one of :data:`BACKENDS`, or its package is not installed.
     """
     if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return _optional(backend).VERSION if backend in OPTIONAL else ort.__version__
+        raise ConfigError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}")
+    return _optional(backend).VERSION if BACKENDS[backend].package else ort.__version__
 
 
 def _optional(backend: str) -> ModuleType:
-    """The module of an optional ``backend`` (:data:`OPTIONAL`), imported now."""
-    module, package, install = OPTIONAL[backend]
+    """The session module of an optional ``backend`` (``.openvino``, ``.tensorrt``), imported now."""
+    package = BACKENDS[backend].package
     try:
-        return importlib.import_module(f"edgevision.deploy.backends.{module}")
+        return importlib.import_module(f"edgevision.deploy.backends.{backend}")
     except ModuleNotFoundError as error:
         if error.name != package:
             raise
-        raise ConfigError(f"the {backend} backend needs {install}") from None
+        raise ConfigError(f"the {backend} backend needs {BACKENDS[backend].install}") from None
 
 
 def _built_shapes(plan: Plan) -> dict[str, tuple[int, ...]]:

@@ -1,5 +1,6 @@
 """Deformable RoI pooling as plugins ``edgevision::DeformRoIPool`` and ``edgevision::DeformPSRoIPool``,
-version 1: :func:`edgevision.layers.deform_roi_pool.deform_roi_pool` and ``deform_ps_roi_pool``.
+version 1 (their specs; :mod:`edgevision.deploy.plugins` registers them):
+:func:`edgevision.layers.deform_roi_pool.deform_roi_pool` and ``deform_ps_roi_pool``.
 
 Inputs: ``input (B, C, H, W)``, ``rois (K, 5)`` ``(batch_index, x1, y1, x2, y2)`` in image pixels,
 and the optional normalised bin offsets ``offset (K, 2, k_h, k_w)``, all float32. Attributes:
@@ -21,15 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgevision.deploy.plugins import (
-    EDGEVISION_DOMAIN,
-    Attribute,
-    Dim,
-    PluginSpec,
-    Shape,
-    TensorParam,
-    register_plugin,
-)
+from edgevision.deploy.plugins.spec import EDGEVISION_DOMAIN, Attribute, Dim, PluginSpec, Shape, TensorParam
 from edgevision.errors import ConfigError, ShapeError
 from edgevision.layers.deform_roi_pool import deform_ps_roi_pool, deform_roi_pool
 
@@ -85,31 +78,21 @@ def _numpy_reference(function: Callable[..., torch.Tensor]) -> Callable[..., tup
     return reference
 
 
-DEFORM_ROI_POOL = register_plugin(
-    PluginSpec(
+def _spec(op_type: str, function: Callable[..., torch.Tensor], position_sensitive: bool) -> PluginSpec:
+    """Version 1 of ``edgevision::op_type``, standing for ``function`` (its torch op is named as it)."""
+    return PluginSpec(
         domain=EDGEVISION_DOMAIN,
-        op_type="DeformRoIPool",
+        op_type=op_type,
         version=1,
         inputs=INPUTS,
         outputs=OUTPUTS,
         attributes=ATTRIBUTES,
-        infer_shape=_infer_shape(position_sensitive=False),
-        reference=_numpy_reference(deform_roi_pool),
-        torch_fn=deform_roi_pool,
-        torch_name="edgevision::deform_roi_pool",
+        infer_shape=_infer_shape(position_sensitive),
+        reference=_numpy_reference(function),
+        torch_fn=function,
+        torch_name=f"{EDGEVISION_DOMAIN}::{function.__name__}",
     )
-)
-DEFORM_PS_ROI_POOL = register_plugin(
-    PluginSpec(
-        domain=EDGEVISION_DOMAIN,
-        op_type="DeformPSRoIPool",
-        version=1,
-        inputs=INPUTS,
-        outputs=OUTPUTS,
-        attributes=ATTRIBUTES,
-        infer_shape=_infer_shape(position_sensitive=True),
-        reference=_numpy_reference(deform_ps_roi_pool),
-        torch_fn=deform_ps_roi_pool,
-        torch_name="edgevision::deform_ps_roi_pool",
-    )
-)
+
+
+DEFORM_ROI_POOL = _spec("DeformRoIPool", deform_roi_pool, position_sensitive=False)
+DEFORM_PS_ROI_POOL = _spec("DeformPSRoIPool", deform_ps_roi_pool, position_sensitive=True)
