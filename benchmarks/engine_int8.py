@@ -144,8 +144,8 @@ def build_plans(
         )
         seconds = time.perf_counter() - start
         paths[label] = result.path
-        info[label] = {"path": str(result.path), "seconds": round(seconds, 1), "notes": result.notes}
-        say(f"  built {result.path.name} in {seconds:.1f} s {' '.join(result.notes)}")
+        info[label] = {"path": str(result.path), "seconds": round(seconds, 1), "log": result.logs}
+        say(f"  built {result.path.name} in {seconds:.1f} s {' '.join(result.logs.get('calibrate', ()))}")
     return paths, info
 
 

@@ -178,4 +178,4 @@ def test_builder_corrects_the_biases_of_the_quantised_convs_by_hand(
     assert weight[0, :, 0, 0].tolist() == [127, 50, -21]
     int8_mean = float(weight[0, :, 0, 0] @ np.array(COLOUR) * 0.01 + biases["conv_a"][0])
     assert int8_mean == pytest.approx(A_MEANS[0], abs=step / 2)
-    assert any(note.startswith(f"[bias correction] {2 - len(exclude)} convs") for note in result.notes)
+    assert f"bias correction: {2 - len(exclude)} convs over 2 images" in result.logs["qdq_policy"]

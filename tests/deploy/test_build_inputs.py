@@ -1,10 +1,13 @@
-"""What the builder takes from the model's input and what it refuses before any work: the channel
-count and a fixed batch of an ONNX model, on small hand-made models."""
+"""The builder on small hand-made ONNX models: what it takes from the model's input (the channel
+count, a fixed batch), what it refuses before any work (input sizes, calibration folders), that
+each stage logs into the result, and that the Q/DQ format comes from the target backends'
+capabilities, not from their names."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import edgevision.deploy.builder as builder
-from edgevision.deploy.builder import BuildOptions, build_engine
+from edgevision.deploy.backends import capabilities
+from edgevision.deploy.builder import BuildOptions, build_engine, build_model, stages
 from edgevision.deploy.runtime import load_engine
 from edgevision.errors import ConfigError, ImageDecodeError, InputFileError
 
@@ -54,13 +57,13 @@ def refuse(step: str) -> Callable[..., None]:
 @pytest.fixture
 def no_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the builder gets as far as its graph passes."""
-    monkeypatch.setattr(builder, "run_passes", refuse("its graph passes"))
+    monkeypatch.setattr(stages, "run_passes", refuse("its graph passes"))
 
 
 @pytest.fixture
 def no_import(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the builder gets as far as importing the model."""
-    monkeypatch.setattr(builder, "import_model", refuse("importing the model"))
+    monkeypatch.setattr(stages, "import_model", refuse("importing the model"))
 
 
 def test_a_one_channel_model_calibrates_on_grey_levels(tmp_path: Path) -> None:
@@ -88,8 +91,8 @@ def test_a_fixed_batch_is_built_calibrated_and_tuned_for(tmp_path: Path) -> None
     result = build_engine(one_conv(tmp_path / "batch2.onnx", 3, batch=2), tmp_path / "b.plan", options)
     assert result.plan.inputs[0].shape == (2, 3, SIDE, SIDE)
     # Batches of 2 images only: the third image would be a batch of 1, which the model does not take.
-    assert any(note.startswith("[calibration] entropy over 2 images") for note in result.notes)
-    assert any(note.startswith("[bias correction] 1 convs over 2 images") for note in result.notes)
+    assert result.logs["calibrate"] == ("entropy over 2 images: 2 activation ranges",)
+    assert "bias correction: 1 convs over 2 images" in result.logs["qdq_policy"]
     outputs = load_engine(result.path, threads=1).run(np.full((2, 3, SIDE, SIDE), 100, np.float32))
     np.testing.assert_allclose(outputs["y"][:, :, 0, 0], [[601.0, -300.0]] * 2, rtol=0.02)
     assert result.memory.arena_bytes >= 2 * 2 * SIDE * SIDE * 4  # planned for the batch of 2
@@ -194,3 +197,34 @@ def test_a_file_as_the_calibration_folder_fails_before_the_import(tmp_path: Path
     image = calibration_folder(tmp_path / "images", {"a.png": None}) / "a.png"
     with pytest.raises(InputFileError, match="not a folder of calibration images: .*a.png"):
         build_engine("faceboxes", tmp_path / "f.plan", BuildOptions(precision="int8", calibration_dir=image))
+
+
+def test_every_stage_logs_into_the_result(tmp_path: Path) -> None:
+    images = grey_images(tmp_path / "images", [40, 200])
+    source = one_conv(tmp_path / "m.onnx", 3)
+    int8 = build_engine(source, tmp_path / "i.plan", BuildOptions(precision="int8", calibration_dir=images))
+    assert list(int8.logs) == ["import", "optimise", "calibrate", "qdq_policy", "select", "finalise"]
+    assert int8.logs["import"] == ("m.onnx: input (N, 3, 8, 8)", "2 calibration images, each read")
+    assert int8.logs["qdq_policy"] == ("ort: activations uint8, weights int8, biases int32",)
+    assert int8.logs["finalise"][-1] == f"wrote {int8.path}"
+    assert "calibrate:\n  entropy over 2 images" in int8.log()
+    fp32 = build_engine(source, tmp_path / "f.plan")
+    assert list(fp32.logs) == ["import", "optimise", "select", "finalise"]  # nothing to calibrate
+
+
+def test_the_qdq_format_is_the_target_backends_capability(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dequantized_types
+) -> None:
+    # A CPU backend that, like TensorRT, takes symmetric int8 and float biases only.
+    strict = replace(capabilities.BACKENDS["ort"], symmetric_int8=True, quantize_bias=False)
+    monkeypatch.setitem(capabilities.BACKENDS, "ort", strict)
+    images = grey_images(tmp_path / "images", [40, 200])
+    options = BuildOptions(precision="int8", calibration_dir=images)
+    model = onnx.load_from_string(build_model(one_conv(tmp_path / "m.onnx", 3), options).selection.model)
+    assert set(dequantized_types(model)) == {np.dtype(np.int8)}
+    quantizers = [node for node in model.graph.node if node.op_type == "QuantizeLinear"]
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    assert quantizers and all(values[q.input[2]].dtype == np.int8 for q in quantizers)
+    # One int8 model serves every tuned backend: backends that need different ones are refused.
+    with pytest.raises(ConfigError, match="the backends ort, openvino need different int8 models"):
+        BuildOptions(tune=True, tune_backends=("ort", "openvino"))

@@ -90,7 +90,7 @@ def test_layer_gate_keeps_the_failing_layer_in_fp32(calibration_dir: Path, tmp_p
     conv = next(node for node in graph.node if node.name == "node_conv2d")
     floats = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
     assert conv.input[1] in floats  # its weights stay fp32, not a DequantizeLinear of int8
-    assert any("layer gate" in note and "node_conv2d" in note for note in result.notes)
+    assert any("layer gate" in line and "node_conv2d" in line for line in result.logs["qdq_policy"])
 
 
 def test_calibration_cache_is_written_then_reused_without_images(
@@ -183,11 +183,11 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
         BuildOptions(fp32_fallback=float("nan"))
     with pytest.raises(ConfigError, match="must be a file"):
         BuildOptions(precision="int8", calibration_dir=tmp_path, calibration_cache=tmp_path)
-    with pytest.raises(ConfigError, match="TensorRT times its own kernels"):
+    with pytest.raises(ConfigError, match="tensorrt times its own kernels"):
         BuildOptions(tune=True, backend="tensorrt")
     with pytest.raises(ConfigError, match="add --tune"):
         BuildOptions(tune_backends=("openvino",))
-    with pytest.raises(ConfigError, match="TensorRT takes no uint8 pixel input"):
+    with pytest.raises(ConfigError, match="the tensorrt backend takes no uint8 pixel input"):
         BuildOptions(backend="tensorrt", pixel_input=True)
     with pytest.raises(ConfigError, match="takes more than an image"):
         build_engine("rfcn_resnet50_dcn", tmp_path / "rfcn.plan")

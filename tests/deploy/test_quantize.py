@@ -4,6 +4,7 @@ returns at its defaults."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -241,22 +242,12 @@ def test_ort_entropy_at_its_defaults_is_minmax(
     assert clipped and all(ours[name].amax < stats[name].amax for name in clipped)
 
 
-def dequantized_types(model: onnx.ModelProto) -> list[np.dtype]:
-    """The dtype each DequantizeLinear of ``model`` reads: its initializer's, or the zero point's of
-    the QuantizeLinear that writes it."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    producers = {output: node for node in model.graph.node for output in node.output}
-    types = []
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear":
-            source = node.input[0]
-            read = values[source] if source in values else values[producers[source].input[2]]
-            types.append(read.dtype)
-    return types
-
-
 def test_symmetric_int8_without_bias_quantisation_is_what_tensorrt_parses(
-    model_path: Path, stats: dict[str, TensorStats], test_set: list[dict[str, np.ndarray]], tmp_path: Path
+    model_path: Path,
+    stats: dict[str, TensorStats],
+    test_set: list[dict[str, np.ndarray]],
+    dequantized_types: Callable[[onnx.ModelProto], list[np.dtype]],
+    tmp_path: Path,
 ) -> None:
     # TensorRT's ONNX parser takes only int8 Q/DQ with zero point 0, and DequantizeLinear of int8
     # only: no int32 biases.

@@ -5,12 +5,15 @@ backend fails with one line. The profile arithmetic is checked everywhere."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from torchvision.ops import box_iou
 
 from edgevision.api import load_detector
@@ -18,7 +21,7 @@ from edgevision.data.io import read_image
 from edgevision.data.preprocessing import model_preprocessing
 from edgevision.deploy.backends import _built_shapes
 from edgevision.deploy.backends.profiles import profile_shapes
-from edgevision.deploy.builder import BuildOptions, build_engine
+from edgevision.deploy.builder import BuildOptions, build_engine, build_model
 from edgevision.deploy.plan import read_plan
 from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.errors import ConfigError
@@ -41,6 +44,30 @@ def test_missing_tensorrt_fails_with_one_line(tmp_path: Path) -> None:
     ):
         build_engine("faceboxes", tmp_path / "t.plan", BuildOptions(input_size=SIZE, backend="tensorrt"))
     assert not (tmp_path / "t.plan").exists()
+
+
+def test_a_tensorrt_int8_model_is_what_its_parser_takes(
+    calibration_dir: Path, dequantized_types: Callable[[onnx.ModelProto], list[np.dtype]]
+) -> None:
+    # Made without TensorRT (stages 1-5 need no backend package), so checked on every machine:
+    # TensorRT's ONNX parser takes Q/DQ of int8 with zero point 0, and DequantizeLinear of int8 only.
+    options = BuildOptions(
+        precision="int8",
+        backend="tensorrt",
+        calibration_dir=calibration_dir,
+        calibration_images=2,
+        input_size=(64, 96),
+    )
+    built = build_model("faceboxes", options)
+    model = onnx.load_from_string(built.selection.model)
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    types = dequantized_types(model)
+    assert len(types) > 2 * 26 and set(types) == {np.dtype(np.int8)}  # weights and activations
+    zero_points = [values[node.input[2]] for node in model.graph.node if node.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    biases = [node.input[2] for node in model.graph.node if node.op_type == "Conv" and len(node.input) > 2]
+    assert len(biases) > 20 and all(values[name].dtype == np.float32 for name in biases)
+    assert "biases float" in built.logs()["qdq_policy"][0]
 
 
 def test_profile_spans_batch_and_sides_around_the_built_shape(tmp_path: Path) -> None:

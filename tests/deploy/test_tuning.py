@@ -325,7 +325,7 @@ def test_a_second_tuned_build_reads_the_timing_cache(tmp_path: Path, monkeypatch
         (row.tactic, row.ms) for row in first.tuning.rows
     ]
     assert all(row.cached for row in second.tuning.rows)
-    assert any(note == f"[timing cache] 4 timings in {cache}" for note in second.notes)
+    assert f"timing cache: 4 timings in {cache}" in second.logs["select"]
 
 
 def test_the_default_timing_cache_is_the_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -40,6 +40,11 @@ class Backend:
     package: str | None = None
     install: str = ""
 
+    @property
+    def int8_format(self) -> tuple[bool, bool]:
+        """What an int8 model for it is made with: ``(symmetric_int8, quantize_bias)``."""
+        return self.symmetric_int8, self.quantize_bias
+
 
 BACKENDS: dict[str, Backend] = {
     backend.name: backend
