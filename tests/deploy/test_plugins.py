@@ -5,6 +5,7 @@ PyTorch runs it, with its output shapes inferred."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torchvision
 from onnx import TensorProto, helper
 from torch import nn
 
@@ -152,13 +154,37 @@ def test_an_unknown_plugin_raises_a_one_line_error(op_type: str, version: int) -
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("spec", [DEFORM_ROI_POOL, DEFORM_PS_ROI_POOL], ids=lambda spec: spec.op_type)
-def test_the_torch_op_is_the_function_with_a_consistent_fake_kernel(spec: PluginSpec) -> None:
-    arrays = make_inputs(num_rois=4, seed=2)
-    features, rois, offset = (torch.from_numpy(array) for array in arrays.values())
+@pytest.mark.parametrize(
+    ("spec", "torchvision_op"),
+    [
+        (DEFORM_ROI_POOL, functools.partial(torchvision.ops.roi_align, aligned=True)),
+        (DEFORM_PS_ROI_POOL, torchvision.ops.ps_roi_align),  # always aligned (-0.5)
+    ],
+    ids=lambda value: getattr(value, "op_type", ""),
+)
+def test_the_torch_op_at_zero_offsets_is_torchvisions_roi_align(spec: PluginSpec, torchvision_op) -> None:
+    arrays = make_inputs(num_rois=4, seed=2)  # some RoIs partly outside the feature map
+    features, rois, _ = (torch.from_numpy(array) for array in arrays.values())
+    offset = torch.zeros(len(rois), 2, *OUTPUT_SIZE)
     args = (features, rois, offset, list(OUTPUT_SIZE), SCALE, SAMPLES, 0.1, "align")
     torch.library.opcheck(torch_op(spec), args)  # schema, fake kernel (shapes, strides), tracing
-    torch.testing.assert_close(torch_op(spec)(*args), spec.torch_fn(*args), rtol=0, atol=0)
+    want = torchvision_op(features, rois, OUTPUT_SIZE, SCALE, SAMPLES)
+    torch.testing.assert_close(torch_op(spec)(*args), want, rtol=0, atol=1e-5)
+
+
+def test_the_torch_op_in_mxnet_mode_by_hand() -> None:
+    # f(y, x) = x on an 8x8 map; RoI (1, 1)-(6, 6) at scale 1 spans [0.5, 6.5] (whole-pixel corners,
+    # -0.5; +1 at the end); two bins 3 wide, two samples each from the bin's start: x = 0.5, 2 and
+    # 3.5, 5, means 1.25 and 4.25. An offset of 1 on the second bin moves it by 0.1 * 1 * 6 = 0.6.
+    features = torch.arange(8.0).repeat(8, 1)[None, None].repeat(1, 2, 1, 1)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]])
+    offset = torch.zeros(1, 2, 1, 2)
+    offset[0, 0, 0, 1] = 1.0
+    op = torch_op(DEFORM_ROI_POOL)
+    plain = op(features, rois, None, [1, 2], 1.0, 2, 0.1, "mxnet")
+    moved = op(features, rois, offset, [1, 2], 1.0, 2, 0.1, "mxnet")
+    torch.testing.assert_close(plain, torch.tensor([1.25, 4.25]).expand(1, 2, 1, 2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(moved, torch.tensor([1.25, 4.85]).expand(1, 2, 1, 2), rtol=0, atol=1e-6)
 
 
 def test_export_emits_one_plugin_node(exported: onnx.ModelProto) -> None:

@@ -1,6 +1,7 @@
 """Q/DQ INT8 models from our calibrated ranges, on a small Conv-ReLU-Conv-Add-Concat net exported
-from torch and fed crops of the bundled photo; and what ONNX Runtime's own entropy calibration
-returns at its defaults."""
+from torch and fed crops of the bundled photo: where the Q/DQ go, the scales and zero points our
+ranges give (asymmetric uint8 or symmetric int8), weight scales per channel or per tensor, excluded
+nodes, and the format TensorRT parses."""
 
 from __future__ import annotations
 
@@ -14,18 +15,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, quantize_static
-from onnxruntime.quantization.calibrate import create_calibrator
 from torch import nn
 
 from edgevision.data.io import read_image
 from edgevision.data.transforms import to_network_input
 from edgevision.deploy.calibration import (
+    TensorRange,
     TensorStats,
+    activation_tensors,
     calibrate,
     collect_activation_histograms,
 )
-from edgevision.deploy.quantize import QUANTIZED_OP_TYPES, quantize_qdq
+from edgevision.deploy.quantize import quantize_qdq
 from edgevision.errors import ConfigError
 
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -46,16 +47,6 @@ class SmallNet(nn.Module):
         y = F.relu(self.stem(x))
         z = F.relu(self.body(y)) + self.skip(y)
         return self.head(torch.cat([z, y], 1))
-
-
-class ListReader(CalibrationDataReader):
-    """ORT's calibration reader over a list of batches."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
-        self.batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self.batches, None)
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +134,6 @@ def test_qdq_layout_is_what_ort_fuses_into_qlinearconv(
         assert data.op_type == weight.op_type == "DequantizeLinear"
         assert producers[data.input[0]].op_type == "QuantizeLinear"
         assert initializers[data.input[2]].dtype == np.uint8  # U8 activations
-        quantized, scale = initializers[weight.input[0]], initializers[weight.input[1]]
-        assert quantized.dtype == np.int8 and scale.shape == (quantized.shape[0],)  # S8 per output channel
-        assert not initializers[weight.input[2]].any()  # symmetric weights
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(tmp_path / "fused.onnx")
@@ -154,13 +142,59 @@ def test_qdq_layout_is_what_ort_fuses_into_qlinearconv(
     assert fused.count("QLinearConv") == 4 and "Conv" not in fused
     assert {"QLinearAdd", "QLinearConcat"} <= set(fused)
 
-    per_tensor = quantize_qdq(model_path, calibrate(stats, "minmax"), tmp_path / "pt.onnx", per_channel=False)
-    scales = {
-        t.name: tuple(t.dims)
-        for t in onnx.load(per_tensor).graph.initializer
-        if t.name.endswith("weight_scale")
+
+# Hand-set ranges: the image is clipped to amax, the ReLU's range is its [0, amax].
+HAND_RANGES = {"image": TensorRange(2.0, -3.0, 1.5), "relu": TensorRange(4.0, 0.0, 6.0)}
+OTHER_RANGE = TensorRange(8.0, -8.0, 8.0)
+
+
+@pytest.mark.parametrize(
+    ("symmetric", "expected"),
+    [
+        # uint8 over the clipped (min, max): scale (max - min) / 255, zero point round(-min / scale).
+        (False, {(3.5 / 255, 146, np.uint8), (4 / 255, 0, np.uint8), (16 / 255, 128, np.uint8)}),
+        # int8 over [-amax, amax]: scale amax / 127, zero point 0.
+        (True, {(2 / 127, 0, np.int8), (4 / 127, 0, np.int8), (8 / 127, 0, np.int8)}),
+    ],
+    ids=["uint8", "symmetric-int8"],
+)
+def test_activation_scales_and_zero_points_come_from_our_ranges(
+    model_path: Path, symmetric: bool, expected: set, tmp_path: Path
+) -> None:
+    names = activation_tensors(onnx.load(model_path))
+    ranges = {name: HAND_RANGES.get(name, OTHER_RANGE) for name in names}
+    model = onnx.load(quantize_qdq(model_path, ranges, tmp_path / "q.onnx", symmetric=symmetric))
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    quantizers = [node for node in model.graph.node if node.op_type == "QuantizeLinear"]
+    got = {
+        (round(float(values[q.input[1]]), 7), int(values[q.input[2]]), values[q.input[2]].dtype.type)
+        for q in quantizers
     }
-    assert scales and set(scales.values()) == {()}
+    assert got == {(round(scale, 7), zero, dtype) for scale, zero, dtype in expected}
+    image_quantizer = next(q for q in quantizers if q.input[0] == "image")
+    assert float(values[image_quantizer.input[1]]) == pytest.approx(2 / 127 if symmetric else 3.5 / 255)
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_weight_scales_are_max_abs_over_127_on_the_output_channel_axis(
+    model_path: Path, stats: dict[str, TensorStats], per_channel: bool, tmp_path: Path
+) -> None:
+    floats = {init.name: numpy_helper.to_array(init) for init in onnx.load(model_path).graph.initializer}
+    path = quantize_qdq(model_path, calibrate(stats, "minmax"), tmp_path / "q.onnx", per_channel=per_channel)
+    model = onnx.load(path)
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    for conv in convs:
+        weight = producers[conv.input[1]]  # DequantizeLinear(int8 weight, scale, 0)
+        name = weight.input[0].removesuffix("_quantized")
+        w = floats[name]
+        amax = np.abs(w).reshape(len(w), -1).max(axis=1) if per_channel else np.abs(w).max()
+        np.testing.assert_allclose(values[weight.input[1]], amax / 127, rtol=1e-6)
+        axis = {a.name: a.i for a in weight.attribute}.get("axis")
+        assert axis == (0 if per_channel else None)  # per output channel: DequantizeLinear's axis 0
+        assert values[weight.input[0]].dtype == np.int8 and not values[weight.input[2]].any()
+    assert len(convs) == 4
 
 
 def test_excluded_nodes_stay_fp32(
@@ -195,51 +229,6 @@ def test_quantize_rejects_missing_ranges_and_unknown_nodes(
     with pytest.raises(ConfigError, match="no node of that name"):
         quantize_qdq(model_path, ranges, tmp_path / "x.onnx", exclude=["node_absent"])
     assert not (tmp_path / "x.onnx").exists()
-
-
-def ort_ranges(model_path: Path, method: CalibrationMethod, batches: list, tmp_path: Path, **options) -> dict:
-    """ORT's calibrated ``(lowest, highest)`` per tensor, with quantize_static's choice of tensors."""
-    calibrator = create_calibrator(
-        model_path,
-        QUANTIZED_OP_TYPES,
-        augmented_model_path=str(tmp_path / f"augmented_{method.name}.onnx"),
-        calibrate_method=method,
-        extra_options=options,
-    )
-    calibrator.collect_data(ListReader(batches))
-    return {
-        name: tuple(float(np.ravel(v)[0]) for v in data.range_value)
-        for name, data in calibrator.compute_data().items()
-    }
-
-
-def test_ort_entropy_at_its_defaults_is_minmax(
-    model_path: Path, stats: dict[str, TensorStats], calibration_set: list, tmp_path: Path
-) -> None:
-    # EntropyCalibrater's defaults: num_bins=128, num_quantized_bins=128 over [-max|x|, max|x|], so
-    # one candidate (all 128 bins), which is then clipped to the observed (min, max).
-    entropy = ort_ranges(model_path, CalibrationMethod.Entropy, calibration_set, tmp_path)
-    minmax = ort_ranges(model_path, CalibrationMethod.MinMax, calibration_set, tmp_path)
-    assert entropy == minmax
-    assert set(entropy) <= set(stats)
-    assert all(entropy[name] == (stats[name].min, stats[name].max) for name in entropy)  # our pass 1
-    # quantize_static forwards none of num_bins / num_quantized_bins, so through it Entropy writes
-    # the very model MinMax writes, byte for byte in every scale, zero point and weight.
-    files = {}
-    for method in (CalibrationMethod.Entropy, CalibrationMethod.MinMax):
-        files[method] = tmp_path / f"ort_{method.name}.onnx"
-        quantize_static(model_path, files[method], ListReader(calibration_set), calibrate_method=method)
-    initializers = [
-        {t.name: numpy_helper.to_array(t) for t in onnx.load(files[method]).graph.initializer}
-        for method in files
-    ]
-    assert initializers[0].keys() == initializers[1].keys()
-    assert all(np.array_equal(initializers[0][name], initializers[1][name]) for name in initializers[0])
-    # With 2048 bins its KL search does run, and clips where ours (TensorRT's, on |x|) clips too.
-    searched = ort_ranges(model_path, CalibrationMethod.Entropy, calibration_set, tmp_path, num_bins=2048)
-    ours = calibrate(stats, "entropy", skip_zeros=True)
-    clipped = [name for name in searched if searched[name][1] < 0.99 * minmax[name][1]]
-    assert clipped and all(ours[name].amax < stats[name].amax for name in clipped)
 
 
 def test_symmetric_int8_without_bias_quantisation_is_what_tensorrt_parses(
