@@ -31,8 +31,7 @@ from rich.table import Table
 from edgevision import load_detector
 from edgevision.data.io import read_image
 from edgevision.data.paths import default_data_dir
-from edgevision.data.transforms import to_network_input
-from edgevision.deploy.export import OnnxDetectorRuntime, export_onnx
+from edgevision.deploy.export import OnnxNetwork, export_onnx
 from edgevision.detection.detector import Detector
 from edgevision.errors import EdgeVisionError
 
@@ -70,9 +69,9 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int) -> tuple[float,
 def faceboxes_cases(detector: Detector, onnx_path: Path, image: np.ndarray, threads: int) -> list[Case]:
     """FaceBoxes in torch eager and in ONNX Runtime, forward only and end to end."""
     model = detector.model
-    x = to_network_input(image, model.config.mean_bgr)[None]
-    runtime = OnnxDetectorRuntime(onnx_path, model, intra_op_num_threads=threads)
-    onnx_detector = Detector(runtime, detector.postprocess, torch.device("cpu"))
+    x = torch.from_numpy(model.input_preprocessing.network_input(image))[None]
+    runtime = OnnxNetwork(onnx_path, model, intra_op_num_threads=threads)
+    onnx_detector = Detector(model, detector.postprocess, torch.device("cpu"), network=runtime)
 
     def eager_forward() -> object:
         with torch.inference_mode():

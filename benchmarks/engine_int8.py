@@ -60,9 +60,8 @@ from edgevision.deploy.export import INPUT_NAME, export_onnx
 from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.errors import EdgeVisionError
 from edgevision.evaluation.widerface_predict import run_widerface
-from edgevision.models import create_model
+from edgevision.models import create_model, model_info
 from edgevision.models.weights import load_weights
-from edgevision.weights import bundled_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = default_data_dir(REPO_ROOT)
@@ -108,7 +107,7 @@ class Report:
 
 def torch_network(name: str, weights: Path | None) -> nn.Module:
     model = create_model(name)
-    load_weights(model, weights if weights is not None else bundled_weights(name), name)
+    load_weights(model, weights if weights is not None else model_info(name).weights_path, name)
     return model.eval()
 
 

@@ -61,13 +61,13 @@ def _parse_milestones(text: str) -> tuple[int, ...]:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="model to train (faceboxes)")],
+    model: Annotated[str, typer.Argument(help="registered model with a training recipe, e.g. faceboxes")],
     data: Annotated[Path | None, typer.Option(help="WIDER FACE root [default: DATA/widerface]")] = None,
-    out: Annotated[Path, typer.Option(help="folder for checkpoints and the loss log")] = Path(
-        "runs/faceboxes"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="folder for checkpoints and the loss log [default: runs/MODEL]")
+    ] = None,
     image_size: Annotated[
-        int, typer.Option(help="square training input, px: a multiple of 128 for FaceBoxes (paper: 1024)")
+        int, typer.Option(help="square training input, px: a multiple of the model's coarsest stride")
     ] = 1024,
     # Ranges are TrainConfig's to check (one-line errors, NaN and inf included), not typer's.
     batch_size: Annotated[int, typer.Option(help="images per step and process")] = 32,
@@ -80,19 +80,18 @@ def train(
     workers: Annotated[int, typer.Option(help="data-loading processes")] = 2,
     seed: int = 0,
     log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
-    teacher: Annotated[Path | None, typer.Option(help="FaceBoxes weights to distil from")] = None,
+    teacher: Annotated[Path | None, typer.Option(help="weights of the same model to distil from")] = None,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
 ) -> None:
     """Train a detector; a checkpoint is written every epoch. Use torchrun for several processes."""
     from edgevision.training.config import TrainConfig
-    from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface
+    from edgevision.training.recipes import recipe_for, train_model
 
-    if model != "faceboxes":
-        raise ConfigError(f"training is available for 'faceboxes' only, not {model!r}")
+    recipe_for(model)  # an unknown or untrainable model fails before anything else
     data = _data_root(data, "widerface")
     config = TrainConfig(
-        out_dir=out,
+        out_dir=out if out is not None else Path("runs") / model,
         image_size=image_size,
         batch_size=batch_size,
         epochs=epochs,
@@ -104,7 +103,7 @@ def train(
         log_every=log_every,
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
-    final = train_faceboxes_on_widerface(data, config, teacher, max_images, resume)
+    final = train_model(model, data, config, teacher=teacher, max_images=max_images, resume=resume)
     typer.echo(f"weights: {final}")
 
 
@@ -214,7 +213,10 @@ def _torch_device(device: str | None) -> str | None:
 @_with_detect_options
 def detect(
     paths: Annotated[list[Path], typer.Argument(help="images, folders of images, or videos")],
-    model: Annotated[str, typer.Option(help="detector name, or a detector plan file")] = "faceboxes",
+    model: Annotated[
+        str | None,
+        typer.Option(help="registered detector, or a detector plan file [default: the best we ship]"),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -223,9 +225,11 @@ def detect(
     *,
     settings: DetectSettings,
 ) -> None:
-    from edgevision.api import PLAN_SUFFIX, detector_from_engine, load_detector
+    from edgevision.api import DETECTION, PLAN_SUFFIX, detector_from_engine, load_detector
     from edgevision.data.media import collect_media
+    from edgevision.models import default_model
 
+    model = model or default_model(DETECTION)
     is_plan = model.endswith(PLAN_SUFFIX)
     if plan_key is not None and not is_plan:
         raise ConfigError(f"--plan-key is for a plan (--model FILE{PLAN_SUFFIX}), not {model!r}")
@@ -268,7 +272,10 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("widerface")
 def eval_widerface(
-    model: Annotated[str, typer.Option(help="detector name")] = "faceboxes",
+    model: Annotated[
+        str | None,
+        typer.Option(help="registered detector, or a detector plan file [default: the best we ship]"),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="weights file (default: the bundled model)")] = None,
     data: Annotated[Path | None, typer.Option(help="WIDER FACE root (default: DATA/widerface)")] = None,
     out: Annotated[Path, typer.Option(help="folder for prediction files, PR curves, results")] = Path(
@@ -281,17 +288,19 @@ def eval_widerface(
     Strict: an AP over a silently reduced set would mislead, so every val image's header is read
     before the run and any unreadable image ends it; the prediction folder is written whole or
     not at all."""
-    from edgevision.api import load_detector
+    from edgevision.api import DETECTION, load_detector
     from edgevision.data.io import atomic_write, check_output_dir
     from edgevision.detection.detector import check_scale
     from edgevision.evaluation.plots import plot_pr_curves
     from edgevision.evaluation.widerface_predict import run_widerface
+    from edgevision.models import default_model
 
     check_scale(scale, "--scale")
     check_output_dir(out, "--out")
     data = _data_root(data, "widerface")
     if not data.is_dir():
         raise DatasetError(f"WIDER FACE root {'is not a folder' if data.exists() else 'not found'}: {data}")
+    model = model or default_model(DETECTION)
     detector = load_detector(model, weights=weights)
     predictions = out / "predictions"
     with _progress() as progress:
@@ -522,17 +531,17 @@ def run_plan(
     *,
     settings: DetectSettings,
 ) -> None:
-    from edgevision.api import DETECTORS, detector_from_engine
+    from edgevision.api import detector_from_engine, is_detector_plan
     from edgevision.cli_media import run_plan_outputs
     from edgevision.data.media import collect_media
 
     engine = _load_engine(plan, threads, plan_key)
     media = collect_media(inputs)
-    source = engine.plan.source.get("model")
-    if source in DETECTORS:
+    if is_detector_plan(engine):
         _detect_media(media, detector_from_engine(engine, settings.postprocess()), settings)
         return
     if settings.out is not None:
+        source = engine.plan.source.get("model")
         raise ConfigError(
             f"--out writes annotated copies for a detector plan; this plan's model is {source!r}"
         )

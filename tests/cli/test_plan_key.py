@@ -93,5 +93,5 @@ def test_a_swapped_plan_is_one_line_naming_it(run_cli, assert_one_line_error, as
         ["detect", str(astronaut_path), "--model", str(path)],
     ):
         code, _, err = run_cli(*command)
-        assert_one_line_error(code, err, "swapped.plan is not a detector network", "1 output(s)")
+        assert_one_line_error(code, err, "swapped.plan is not a FaceBoxes network", "the outputs ['logits']")
         assert " at 0x" not in err

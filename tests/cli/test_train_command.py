@@ -31,8 +31,16 @@ def test_train_refuses_a_teacher_that_is_not_weights_before_reading_data(
     teacher = tmp_path / "teacher.pth"
     teacher.write_text("not weights\n")
     code, _, err = run_cli(
-        "train", "faceboxes", "--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "run"),
-        "--image-size", "256", "--teacher", str(teacher),
+        "train",
+        "faceboxes",
+        "--data",
+        str(tmp_path / "no_data"),
+        "--out",
+        str(tmp_path / "run"),
+        "--image-size",
+        "256",
+        "--teacher",
+        str(teacher),
     )
     assert_one_line_error(code, err, "not a PyTorch weights file", "teacher.pth")
 

@@ -20,9 +20,8 @@ from edgevision.data.preprocessing import model_preprocessing
 from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.runtime import load_engine
 from edgevision.errors import ConfigError, ShapeError
-from edgevision.models import create_model
+from edgevision.models import create_model, model_info
 from edgevision.models.weights import load_weights
-from edgevision.weights import bundled_weights
 
 SIZE = (240, 320)  # small, for CPU time; not a multiple of the 128 px largest stride in W
 
@@ -41,7 +40,7 @@ def int8_plan(calibration_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_fp32_plan_reproduces_torch_eager(fp32_plan: Path, astronaut_path: Path) -> None:
-    model = load_weights(create_model("faceboxes"), bundled_weights("faceboxes"), "faceboxes").eval()
+    model = load_weights(create_model("faceboxes"), model_info("faceboxes").weights_path, "faceboxes").eval()
     image = model_preprocessing(model).apply(read_image(astronaut_path), SIZE)[None]
     with torch.no_grad():
         loc, conf = model(torch.from_numpy(image))

@@ -13,7 +13,7 @@ import torch
 
 from edgevision.data.io import read_image
 from edgevision.data.transforms import to_network_input
-from edgevision.deploy.export import OnnxDetectorRuntime, export_onnx
+from edgevision.deploy.export import OnnxNetwork, export_onnx
 from edgevision.detection.detector import Detector
 from edgevision.errors import InputFileError, ShapeError
 from edgevision.models import create_model
@@ -61,7 +61,7 @@ def test_onnx_runtime_matches_torch_eager(
     x = network_input(photo, size)
     with torch.inference_mode():
         loc, conf = faceboxes(x)
-    onnx_loc, onnx_conf = OnnxDetectorRuntime(onnx_path, faceboxes, intra_op_num_threads=1)(x)
+    onnx_loc, onnx_conf = OnnxNetwork(onnx_path, faceboxes, intra_op_num_threads=1)(x)
     assert onnx_loc.shape == (1, len(faceboxes.anchors(size)), 4)
     torch.testing.assert_close(onnx_loc, loc, rtol=0, atol=1e-4)
     torch.testing.assert_close(onnx_conf, conf, rtol=0, atol=1e-4)
@@ -72,21 +72,21 @@ def test_detector_runs_the_onnx_runtime_like_the_torch_network(
 ) -> None:
     cpu = torch.device("cpu")
     expected = Detector(faceboxes, device=cpu).detect(photo)
-    got = Detector(OnnxDetectorRuntime(onnx_path, faceboxes), device=cpu).detect(photo)
+    got = Detector(faceboxes, device=cpu, network=OnnxNetwork(onnx_path, faceboxes)).detect(photo)
     assert len(got.boxes) == len(expected.boxes) > 0
     torch.testing.assert_close(got.boxes, expected.boxes, rtol=0, atol=1e-3)
     torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-5)
 
 
 def test_runtime_rejects_a_batch(faceboxes: FaceBoxes, onnx_path: Path) -> None:
-    with pytest.raises(ShapeError, match=r"\(1, 3, H, W\)"):
-        OnnxDetectorRuntime(onnx_path, faceboxes)(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(ShapeError, match=r"expected one image, a \(1, ...\) 4-D input, got \(2, 3, 64, 64\)"):
+        OnnxNetwork(onnx_path, faceboxes)(torch.zeros(2, 3, 64, 64))
 
 
 def test_runtime_rejects_a_missing_or_broken_file(faceboxes: FaceBoxes, tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such ONNX file"):
-        OnnxDetectorRuntime(tmp_path / "absent.onnx", faceboxes)
+        OnnxNetwork(tmp_path / "absent.onnx", faceboxes)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf")
     with pytest.raises(InputFileError, match="not a loadable ONNX model"):
-        OnnxDetectorRuntime(broken, faceboxes)
+        OnnxNetwork(broken, faceboxes)

@@ -33,9 +33,8 @@ from edgevision.deploy.passes.fold_bias import fold_bias
 from edgevision.deploy.passes.fold_constants import fold_constants
 from edgevision.deploy.passes.fuse_horizontal import fuse_horizontal
 from edgevision.deploy.passes.fusion_groups import fusion_groups
-from edgevision.models import create_model
+from edgevision.models import create_model, model_info
 from edgevision.models.weights import load_weights
-from edgevision.weights import bundled_weights
 
 # Every pass: the int8 list (a superset of the fp32 one) and the optional C.ReLU fusion and
 # space-to-depth stem. The int8 list's C.ReLU rewrite runs first, so fuse_crelu finds none left.
@@ -60,7 +59,7 @@ def assert_same_outputs(expected: list[np.ndarray], actual: list[np.ndarray], wh
 @pytest.fixture(scope="module")
 def faceboxes_raw(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
     model = create_model("faceboxes")
-    load_weights(model, bundled_weights("faceboxes"), "faceboxes")
+    load_weights(model, model_info("faceboxes").weights_path, "faceboxes")
     path = export_onnx(model, tmp_path_factory.mktemp("raw") / "faceboxes.onnx", optimize=False)
     return onnx.load(path)
 

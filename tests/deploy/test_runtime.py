@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from plan_files import full_plan, relu_model, rewrite, session_tactic, with_digests
 
 from edgevision.deploy import runtime
-from edgevision.deploy.export import OnnxDetectorRuntime
+from edgevision.deploy.export import OnnxNetwork
 from edgevision.deploy.plan import Binding, Plan, write_plan
 from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.errors import ConfigError, InputFileError, PlanFileError, ShapeError
@@ -62,12 +62,12 @@ def test_a_plan_that_is_not_a_detector_is_refused_naming_it(tmp_path: Path) -> N
     network = create_model("faceboxes")
     with pytest.raises(
         InputFileError,
-        match=r"^.*relu.plan is not a detector network: it has 1 input\(s\) and 1 output\(s\), a "
-        r"detector 1 input and 2 outputs \(loc, conf\)$",
+        match=r"^.*relu.plan is not a FaceBoxes network: it has 1 input\(s\) and the outputs \['out'\]; "
+        r"the detector has 1 input and the outputs \['loc', 'conf'\]$",
     ):
-        OnnxDetectorRuntime(engine, network)
-    with pytest.raises(InputFileError, match=r"^the session's model is not a detector network") as raised:
-        OnnxDetectorRuntime(engine.session, network)
+        OnnxNetwork(engine, network)
+    with pytest.raises(InputFileError, match=r"^the session's model is not a FaceBoxes network") as raised:
+        OnnxNetwork(engine.session, network)
     assert " at 0x" not in str(raised.value)
 
 
@@ -85,7 +85,7 @@ def fixed_size_detector_plan(path: Path) -> Path:
 
 
 def test_a_detector_plan_checks_the_input_size_it_takes(tmp_path: Path) -> None:
-    network = OnnxDetectorRuntime(
+    network = OnnxNetwork(
         load_engine(fixed_size_detector_plan(tmp_path / "f.plan")), create_model("faceboxes")
     )
     image = torch.rand(1, 3, 8, 8)

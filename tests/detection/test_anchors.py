@@ -9,7 +9,15 @@ from itertools import product
 import pytest
 import torch
 
-from edgevision.detection.anchors import AnchorLevel, densified_offsets, feature_map_size, generate_anchors
+from edgevision.detection.anchors import (
+    AnchorLevel,
+    AnchorShape,
+    densified_offsets,
+    feature_map_size,
+    generate_anchors,
+    square,
+)
+from edgevision.errors import ConfigError
 from edgevision.models.faceboxes import FaceBoxesConfig
 
 MIN_SIZES = [[32, 64, 128], [256], [512]]
@@ -71,17 +79,44 @@ def test_odd_size_uses_ceil_feature_maps() -> None:
     assert feature_map_size((333, 517), 32) == (11, 17)
     assert feature_map_size((333, 517), 64) == (6, 9)
     assert feature_map_size((333, 517), 128) == (3, 5)
+    assert densified_offsets(1, "corner") == [0.5]
+    assert densified_offsets(2, "corner") == [0.0, 0.5]
+    assert densified_offsets(4, "corner") == [0.0, 0.25, 0.5, 0.75]
     assert densified_offsets(1) == [0.5]
-    assert densified_offsets(2) == [0.0, 0.5]
-    assert densified_offsets(4) == [0.0, 0.25, 0.5, 0.75]
+    assert densified_offsets(2) == [0.25, 0.75]
+    assert densified_offsets(4) == [0.125, 0.375, 0.625, 0.875]
 
 
 def test_custom_level_order() -> None:
     """Level, row, column, size, then (dy, dx): the order a permuted head output has."""
-    levels = (AnchorLevel(stride=10, sizes=((5, 2), (20, 1))),)
+    levels = (AnchorLevel(stride=10, shapes=(square(5, 2), square(20)), offsets="corner"),)
     anchors = generate_anchors(levels, (10, 20))  # one row, two columns
     expected = [
         [0, 0, 5, 5], [5, 0, 5, 5], [0, 5, 5, 5], [5, 5, 5, 5], [5, 5, 20, 20],
         [10, 0, 5, 5], [15, 0, 5, 5], [10, 5, 5, 5], [15, 5, 5, 5], [15, 5, 20, 20],
     ]  # fmt: skip
     torch.testing.assert_close(anchors, torch.tensor(expected, dtype=torch.float32))
+
+
+def test_rectangular_centred_anchors_by_hand() -> None:
+    """(w, h) shapes and centred densification: a 4 x 8 anchor tiled 2 x 2 in a 10 px cell sits
+    at 2.5 and 7.5 px on each axis; a 30 x 12 one at the centre."""
+    levels = (AnchorLevel(stride=10, shapes=(AnchorShape(4, 8, density=2), AnchorShape(30, 12))),)
+    anchors = generate_anchors(levels, (10, 10))
+    expected = [[2.5, 2.5, 4, 8], [7.5, 2.5, 4, 8], [2.5, 7.5, 4, 8], [7.5, 7.5, 4, 8], [5, 5, 30, 12]]
+    torch.testing.assert_close(anchors, torch.tensor(expected, dtype=torch.float32))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: AnchorShape(0, 8),
+        lambda: AnchorShape(4, float("nan")),
+        lambda: AnchorShape(4, 4, density=0),
+        lambda: AnchorLevel(stride=0, shapes=(square(8),)),
+        lambda: AnchorLevel(stride=8, shapes=(square(8),), offsets="middle"),
+    ],
+)
+def test_bad_anchor_settings_are_refused(make) -> None:
+    with pytest.raises(ConfigError):
+        make()

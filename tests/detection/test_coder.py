@@ -7,14 +7,14 @@ import math
 import torch
 
 from edgevision.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from edgevision.detection.coder import BoxCoder
+from edgevision.detection.coder import SSDBoxCoder
 
 
 def test_encode_hand_computed() -> None:
     # Box centre (20, 20), size 20 x 16 on a 32 px anchor at (16, 16).
     boxes = torch.tensor([[10.0, 12.0, 30.0, 28.0]])
     anchors = torch.tensor([[16.0, 16.0, 32.0, 32.0]])
-    offsets = BoxCoder().encode(boxes, anchors)
+    offsets = SSDBoxCoder().encode(boxes, anchors)
     expected = torch.tensor(
         [[4 / (0.1 * 32), 4 / (0.1 * 32), math.log(20 / 32) / 0.2, math.log(16 / 32) / 0.2]]
     )
@@ -24,13 +24,13 @@ def test_encode_hand_computed() -> None:
 
 def test_encode_identity_is_zero_and_decode_zero_is_anchor() -> None:
     anchors = torch.tensor([[16.0, 16.0, 32.0, 32.0], [100.0, 50.0, 256.0, 256.0]])
-    coder = BoxCoder()
+    coder = SSDBoxCoder()
     torch.testing.assert_close(coder.encode(cxcywh_to_xyxy(anchors), anchors), torch.zeros(2, 4))
     torch.testing.assert_close(coder.decode(torch.zeros(2, 4), anchors), cxcywh_to_xyxy(anchors))
 
 
 def test_decode_hand_computed_with_other_variances() -> None:
-    coder = BoxCoder(center_variance=0.5, size_variance=1.0)
+    coder = SSDBoxCoder(center_variance=0.5, size_variance=1.0)
     anchors = torch.tensor([[10.0, 20.0, 4.0, 8.0]])
     # centre (10 + 1 * 0.5 * 4, 20 - 2 * 0.5 * 8) = (12, 12); size (4 e^0, 8 e^ln 2) = (4, 16).
     decoded = coder.decode(torch.tensor([[1.0, -2.0, 0.0, math.log(2.0)]]), anchors)
@@ -45,7 +45,7 @@ def test_round_trip_random_boxes() -> None:
     centres = torch.rand(500, 2, generator=generator) * 600
     sizes = 4 + torch.rand(500, 2, generator=generator) * 400
     boxes = cxcywh_to_xyxy(torch.cat([centres, sizes], 1))
-    coder = BoxCoder()
+    coder = SSDBoxCoder()
     torch.testing.assert_close(coder.decode(coder.encode(boxes, anchors), anchors), boxes, rtol=0, atol=1e-3)
     offsets = torch.randn(3, 500, 4, generator=generator)  # batched decode
     decoded = coder.decode(offsets, anchors)
@@ -73,7 +73,7 @@ def test_matches_faceboxes_pytorch_normalised_coder() -> None:
     ref_boxes[:, :2] -= ref_boxes[:, 2:] / 2
     ref_boxes[:, 2:] += ref_boxes[:, :2]
 
-    coder = BoxCoder()
+    coder = SSDBoxCoder()
     torch.testing.assert_close(coder.encode(matched * scale, priors * scale), ref_offsets)
     torch.testing.assert_close(coder.decode(loc, priors * scale), ref_boxes * scale)
 

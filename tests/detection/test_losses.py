@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgevision.detection.coder import BoxCoder
+from edgevision.detection.coder import SSDBoxCoder
 from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, MultiBoxTargets, build_targets
 from edgevision.detection.matcher import AnchorMatcher
 
@@ -104,7 +104,7 @@ def test_gradient_flows_only_to_selected_anchors() -> None:
 def test_build_targets() -> None:
     anchors = torch.tensor([[5.0, 5.0, 10.0, 10.0], [50.0, 50.0, 10.0, 10.0], [5.0, 5.0, 12.0, 12.0]])
     face = torch.tensor([[0.0, 0.0, 11.0, 11.0]])
-    coder = BoxCoder()
+    coder = SSDBoxCoder()
     targets = build_targets([face, torch.zeros((0, 4))], anchors, AnchorMatcher(), coder)
     assert targets.labels.tolist() == [[1, 0, 1], [0, 0, 0]]
     expected = coder.encode(face.expand(3, 4), anchors)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from edgevision.detection.anchors import generate_anchors
-from edgevision.detection.coder import BoxCoder
+from edgevision.detection.coder import SSDBoxCoder
 from edgevision.detection.detections import Detections
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import ShapeError
@@ -110,7 +110,8 @@ def random_outputs() -> dict:
 
 
 def run_both(outputs: dict, probs: torch.Tensor, plus_one: float) -> tuple[Detections, np.ndarray]:
-    ours = PostProcess()(outputs["loc"], probs[:, 1], outputs["anchors"], BoxCoder(), scale=outputs["resize"])
+    boxes = SSDBoxCoder().decode(outputs["loc"], outputs["anchors"]) / outputs["resize"]
+    ours = PostProcess()(boxes, probs[:, 1])
     reference = reference_test_pipeline(
         outputs["loc"].double().numpy(),
         probs.double().numpy(),
@@ -144,7 +145,9 @@ def test_postprocess_equals_faceboxes_pytorch_where_plus_one_cannot_matter(rando
     then cannot change an NMS decision, and ours must equal FaceBoxes.PyTorch exactly."""
     outputs, probs = random_outputs, random_outputs["probs"].clone()
     candidates = torch.nonzero(probs[:, 1] > 0.05).flatten()
-    boxes = BoxCoder().decode(outputs["loc"][candidates], outputs["anchors"][candidates]) / outputs["resize"]
+    boxes = (
+        SSDBoxCoder().decode(outputs["loc"][candidates], outputs["anchors"][candidates]) / outputs["resize"]
+    )
     ambiguous = candidates[torch.from_numpy(ambiguous_under_plus_one(boxes.numpy()))]
     assert 0 < len(ambiguous) < len(candidates) // 2
     probs[ambiguous] = torch.tensor([1.0, 0.0])
@@ -161,15 +164,16 @@ def test_postprocess_small_settings_by_hand() -> None:
     anchors = torch.cat([anchors, torch.tensor([[250.0, 50.0, 20.0, 20.0]])])
     scores = torch.tensor([0.9, 0.8, 0.04, 0.7])
     post = PostProcess(confidence=0.05, top_k=3, nms_iou=0.3, keep=10)
-    detections = post(torch.zeros(4, 4), scores, anchors, BoxCoder(), scale=2.0)
+    boxes = SSDBoxCoder().decode(torch.zeros(4, 4), anchors)  # the anchors themselves
+    detections = post(boxes / 2.0, scores)
     # Anchor 2 is below the confidence; anchor 1 overlaps anchor 0 by 18/22 and is suppressed.
     torch.testing.assert_close(detections.scores, torch.tensor([0.9, 0.7]))
     torch.testing.assert_close(
         detections.boxes, torch.tensor([[20.0, 20.0, 30.0, 30.0], [120.0, 20.0, 130.0, 30.0]])
     )
-    assert len(PostProcess(keep=1)(torch.zeros(4, 4), scores, anchors, BoxCoder())) == 1
-    assert len(PostProcess(top_k=1)(torch.zeros(4, 4), scores, anchors, BoxCoder())) == 1
-    nothing = PostProcess(confidence=0.95)(torch.zeros(4, 4), scores, anchors, BoxCoder())
+    assert len(PostProcess(keep=1)(boxes, scores)) == 1
+    assert len(PostProcess(top_k=1)(boxes, scores)) == 1
+    nothing = PostProcess(confidence=0.95)(boxes, scores)
     assert len(nothing) == 0 and nothing.boxes.shape == (0, 4)
 
 
@@ -180,7 +184,7 @@ def test_plus_one_nms_difference() -> None:
     assert py_cpu_nms(dets, 0.3) == [0]
     assert py_cpu_nms(dets, 0.3, plus_one=0.0) == [0, 1]
     anchors = torch.tensor([[5.0, 5.0, 10.0, 10.0], [10.5, 5.0, 10.0, 10.0]])
-    ours = PostProcess()(torch.zeros(2, 4), torch.tensor([0.9, 0.8]), anchors, BoxCoder())
+    ours = PostProcess()(SSDBoxCoder().decode(torch.zeros(2, 4), anchors), torch.tensor([0.9, 0.8]))
     assert len(ours) == 2
 
 

@@ -11,10 +11,9 @@ import torch
 
 from edgevision.api import load_detector
 from edgevision.errors import WeightsError
-from edgevision.models import create_model
+from edgevision.models import create_model, model_info
 from edgevision.models.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.models.weights import load_weights
-from edgevision.weights import bundled_weights
 
 
 def one_line(info: pytest.ExceptionInfo) -> str:
@@ -24,7 +23,7 @@ def one_line(info: pytest.ExceptionInfo) -> str:
 
 
 def test_create_model_loads_weights_as_torchvision_and_timm_users_expect() -> None:
-    bundled = bundled_weights("faceboxes")
+    bundled = model_info("faceboxes").weights_path
     expected = load_weights(create_model("faceboxes"), bundled, "faceboxes").state_dict()
     model = create_model("faceboxes", weights=bundled)
     assert model.state_dict().keys() == expected.keys()
@@ -37,10 +36,10 @@ def test_create_model_loads_weights_as_torchvision_and_timm_users_expect() -> No
 
 def test_create_model_weights_go_through_the_checked_loader(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not fit the 'mobilenet_v2' architecture"):
-        create_model("mobilenet_v2", weights=bundled_weights("faceboxes"))
+        create_model("mobilenet_v2", weights=model_info("faceboxes").weights_path)
     # a config override changes the heads, so the bundled weights no longer fit
     with pytest.raises(WeightsError, match="of the wrong shape"):
-        create_model("faceboxes", weights=bundled_weights("faceboxes"), num_classes=3)
+        create_model("faceboxes", weights=model_info("faceboxes").weights_path, num_classes=3)
     with pytest.raises(WeightsError, match="not found"):
         create_model("faceboxes", weights=tmp_path / "absent.pth")
 
@@ -57,7 +56,7 @@ def not_weights(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     with zipfile.ZipFile(other_zip, "w") as archive:
         archive.writestr("readme.txt", "not a model")
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(bundled_weights("faceboxes").read_bytes()[:100_000])
+    truncated.write_bytes(model_info("faceboxes").weights_path.read_bytes()[:100_000])
     return {
         "text": (text, "not a PyTorch weights file"),
         "empty": (empty, "weights file is empty"),

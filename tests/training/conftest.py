@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgevision.data.transforms import Compose, Resize
-from edgevision.models.faceboxes import FaceBoxesConfig
+from edgevision.models import create_model
 from edgevision.training.detection_dataset import FaceTrainingSet
 
 FacesFactory = Callable[..., tuple[list[Path], list[np.ndarray]]]
@@ -72,7 +72,8 @@ def synthetic_training_set(tmp_path: Path) -> Callable[..., FaceTrainingSet]:
 
     def build(images: int, size: int = 256, face_px: tuple[int, int] = (40, 90)) -> FaceTrainingSet:
         paths, boxes = synthetic_faces(tmp_path / "faces", images, size, face_px)
-        mean = FaceBoxesConfig().mean_bgr
-        return FaceTrainingSet(paths, boxes, Compose([Resize(size, random_interpolation=False)]), mean)
+        preprocessing = create_model("faceboxes").input_preprocessing
+        transform = Compose([Resize(size, random_interpolation=False)])
+        return FaceTrainingSet(paths, boxes, transform, preprocessing)
 
     return build

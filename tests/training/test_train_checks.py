@@ -13,9 +13,12 @@ import torch
 from edgevision.errors import ConfigError, DatasetError, TrainingDivergedError
 from edgevision.models import create_model
 from edgevision.models.checkpoint import load_checkpoint
-from edgevision.training.config import TrainConfig, largest_anchor_stride, prepare_run
-from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface, widerface_training_set
-from edgevision.training.trainer import train_detector
+from edgevision.training.config import TrainConfig, prepare_run
+from edgevision.training.single_shot_faces import (
+    train_single_shot,
+    train_single_shot_faces,
+    widerface_training_set,
+)
 
 
 def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
@@ -49,13 +52,13 @@ def test_sizes_faceboxes_cannot_use_are_refused_before_data_is_read(tmp_path, si
     out = tmp_path / "run"
     # The data folder does not exist: an error about it would mean the data was looked at first.
     with pytest.raises(ConfigError, match=f"image size {size} .*multiple of its largest anchor stride, 128"):
-        train_faceboxes_on_widerface(tmp_path / "no_such_data", tiny_config(out, image_size=size))
+        train_single_shot_faces("faceboxes", tmp_path / "no_such_data", tiny_config(out, image_size=size))
     assert not out.exists()
 
 
 def test_the_stride_is_the_models_and_its_multiples_pass(tmp_path) -> None:
     model = create_model("faceboxes")
-    assert largest_anchor_stride(model) == 128  # FaceBoxes' 512 px anchors sit on stride 128
+    assert model.max_stride == 128  # FaceBoxes' 512 px anchors sit on stride 128
     for size in (128, 256, 1024):
         prepare_run(tiny_config(tmp_path / str(size), image_size=size), model)
     coarse = create_model("faceboxes", anchor_levels=model.config.anchor_levels[:2])  # down to stride 64
@@ -68,7 +71,7 @@ def test_an_output_path_that_is_a_file_is_refused_before_data_is_read(tmp_path) 
     blocker = tmp_path / "taken"
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="cannot use .*taken.* as the output folder"):
-        train_faceboxes_on_widerface(tmp_path / "no_such_data", tiny_config(blocker))
+        train_single_shot_faces("faceboxes", tmp_path / "no_such_data", tiny_config(blocker))
 
 
 def test_a_training_set_without_a_valid_face_is_refused(tmp_path) -> None:
@@ -90,7 +93,7 @@ def test_an_epoch_where_no_face_matches_an_anchor_is_refused(tmp_path, synthetic
     dataset = synthetic_training_set(2, size=128, face_px=(4, 8))
     torch.manual_seed(0)
     with pytest.raises(DatasetError, match="no face of the 2 training images matched an anchor in epoch 0"):
-        train_detector(create_model("faceboxes"), dataset, tiny_config(tmp_path / "run"))
+        train_single_shot(create_model("faceboxes"), dataset, tiny_config(tmp_path / "run"))
     assert not list((tmp_path / "run").glob("*.pth"))
 
 
@@ -103,7 +106,7 @@ def test_training_stops_at_the_first_non_finite_loss_keeping_the_last_good_check
     out = tmp_path / "run"
     torch.manual_seed(0)
     with pytest.raises(TrainingDivergedError) as info:
-        train_detector(create_model("faceboxes"), dataset, tiny_config(out, lr=1e10))
+        train_single_shot(create_model("faceboxes"), dataset, tiny_config(out, lr=1e10))
     message = str(info.value)
     assert "\n" not in message
     assert "epoch 1, step 1: the loss is nan" in message and "last.pth keeps epoch 0" in message
@@ -117,5 +120,5 @@ def test_weights_made_non_finite_by_the_last_step_are_never_saved(tmp_path, synt
     out = tmp_path / "run"
     torch.manual_seed(0)
     with pytest.raises(TrainingDivergedError, match="epoch 0, step 1: the weights hold NaN or inf"):
-        train_detector(create_model("faceboxes"), dataset, tiny_config(out, lr=3e38, epochs=1))
+        train_single_shot(create_model("faceboxes"), dataset, tiny_config(out, lr=3e38, epochs=1))
     assert not list(out.glob("*.pth"))

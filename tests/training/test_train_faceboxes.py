@@ -20,8 +20,12 @@ from edgevision.models import create_model
 from edgevision.models.checkpoint import load_checkpoint
 from edgevision.training.config import TrainConfig
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
-from edgevision.training.faceboxes_recipe import train_faceboxes_on_widerface, widerface_training_set
-from edgevision.training.trainer import DetectionObjective, train_detector
+from edgevision.training.objectives import AnchorObjective
+from edgevision.training.single_shot_faces import (
+    train_single_shot,
+    train_single_shot_faces,
+    widerface_training_set,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +66,7 @@ def test_a_short_run_learns_to_find_the_training_faces(tmp_path, synthetic_train
     dataset = synthetic_training_set(8, size=256)
     torch.manual_seed(0)
     model = create_model("faceboxes")
-    train_detector(model, dataset, small_config(tmp_path, 20, lr=1e-2, milestones=()))
+    train_single_shot(model, dataset, small_config(tmp_path, 20, lr=1e-2, milestones=()))
     means = epoch_means(tmp_path)
     first, last = sum(means[0].values()), sum(means[-1].values())
     assert last < 0.2 * first, (first, last)
@@ -73,8 +77,8 @@ def test_a_short_run_learns_to_find_the_training_faces(tmp_path, synthetic_train
 def test_distillation_losses_fall_when_fitting_a_few_images(data_dir, tmp_path, reference_weights):
     torch.set_num_threads(1)
     config = small_config(tmp_path, 6, warmup_epochs=0, milestones=())
-    train_faceboxes_on_widerface(
-        data_dir / "widerface", config, teacher_weights=reference_weights, max_images=4
+    train_single_shot_faces(
+        "faceboxes", data_dir / "widerface", config, teacher=reference_weights, max_images=4
     )
     means = epoch_means(tmp_path)
     assert set(means[0]) == {"loc", "conf", "distill_conf", "distill_loc"}
@@ -85,10 +89,14 @@ def test_distillation_losses_fall_when_fitting_a_few_images(data_dir, tmp_path, 
 def test_resume_equals_uninterrupted_run(data_dir, tmp_path):
     root = data_dir / "widerface"
     torch.set_num_threads(1)
-    straight = train_faceboxes_on_widerface(root, small_config(tmp_path / "a", 2), max_images=8)
+    straight = train_single_shot_faces("faceboxes", root, small_config(tmp_path / "a", 2), max_images=8)
 
-    train_faceboxes_on_widerface(root, small_config(tmp_path / "b", 1), max_images=8)  # "killed" after 1
-    resumed = train_faceboxes_on_widerface(root, small_config(tmp_path / "b", 2), max_images=8, resume=True)
+    train_single_shot_faces(
+        "faceboxes", root, small_config(tmp_path / "b", 1), max_images=8
+    )  # "killed" after 1
+    resumed = train_single_shot_faces(
+        "faceboxes", root, small_config(tmp_path / "b", 2), max_images=8, resume=True
+    )
 
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a.keys() == b.keys()
@@ -108,9 +116,9 @@ def one_process_step(data_dir: Path, config: TrainConfig, world: int) -> dict[st
     torch.manual_seed(config.seed)
     model = create_model("faceboxes").train()
     dataset = widerface_training_set(
-        data_dir / "widerface", config.image_size, model.config.mean_bgr, config.seed, max_images=4
+        data_dir / "widerface", config.image_size, model.input_preprocessing, config.seed, max_images=4
     )
-    objective = DetectionObjective(model.anchors((config.image_size, config.image_size)), model.coder)
+    objective = AnchorObjective.for_model(model, config.image_size)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -118,7 +126,8 @@ def one_process_step(data_dir: Path, config: TrainConfig, world: int) -> dict[st
     for rank in range(world):
         sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed)
         images, boxes = collate_detection([dataset[i] for i in list(sampler)[: config.batch_size]])
-        losses, positives = objective(model, images, boxes)  # losses: the part's sums / positives
+        losses, counts = objective(model, (images, boxes))
+        positives = counts["positives"]  # losses: the part's sums / positives
         parts.append((sum(losses.values()) * positives, positives))
     (sum(loss for loss, _ in parts) / sum(positives for _, positives in parts)).backward()
     optimizer.step()
@@ -166,11 +175,11 @@ def test_resume_drops_the_killed_epochs_log_records(data_dir, tmp_path):
     the checkpointed epochs' records before logging the redone epoch."""
     root = data_dir / "widerface"
     torch.set_num_threads(1)
-    train_faceboxes_on_widerface(root, small_config(tmp_path, 1), max_images=8)
+    train_single_shot_faces("faceboxes", root, small_config(tmp_path, 1), max_images=8)
     log = tmp_path / "log.jsonl"
     with log.open("a") as handle:  # what a kill during epoch 1 leaves behind
         handle.write(json.dumps({"epoch": 1, "step": 1, "loc": 99.0}) + "\n" + '{"epoch": 1, "st')
-    train_faceboxes_on_widerface(root, small_config(tmp_path, 2), max_images=8, resume=True)
+    train_single_shot_faces("faceboxes", root, small_config(tmp_path, 2), max_images=8, resume=True)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["epoch"], r.get("step")) for r in records] == [
         (0, 1),
@@ -186,7 +195,9 @@ def test_resume_drops_the_killed_epochs_log_records(data_dir, tmp_path):
 def test_bad_runs_fail_before_training(data_dir, tmp_path):
     root = data_dir / "widerface"
     with pytest.raises(WeightsError, match="nothing to resume"):
-        train_faceboxes_on_widerface(root, small_config(tmp_path / "none", 1), max_images=8, resume=True)
+        train_single_shot_faces(
+            "faceboxes", root, small_config(tmp_path / "none", 1), max_images=8, resume=True
+        )
     with pytest.raises(DatasetError, match="no full batch"):
-        train_faceboxes_on_widerface(root, small_config(tmp_path / "few", 1), max_images=3)
+        train_single_shot_faces("faceboxes", root, small_config(tmp_path / "few", 1), max_images=3)
     assert not (tmp_path / "few" / "final.pth").exists()

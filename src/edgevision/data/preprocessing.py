@@ -43,10 +43,16 @@ class Preprocessing:
         """``(H, W, 3)`` uint8 BGR -> ``(3, *size)`` float32 network input (linear resize, aspect
         ratio not kept: the network input is fixed), or ``(*size, 3)`` uint8 pixels in
         ``channel_order`` when ``pixels``."""
-        image = cv2.resize(image_bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        if self.channel_order == "RGB":
-            image = image[:, :, ::-1]
+        return self.network_input(cv2.resize(image_bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
+
+    def network_input(self, image_bgr: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` BGR (uint8, or float32 after a float resize) at the network's size ->
+        ``(3, H, W)`` float32 ``(image[order] - mean) / std``, or ``(H, W, 3)`` uint8 pixels in
+        ``channel_order`` (rounded) when ``pixels``."""
+        image = image_bgr[:, :, ::-1] if self.channel_order == "RGB" else image_bgr
         if self.pixels:
+            if image.dtype != np.uint8:
+                image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
             return np.ascontiguousarray(image)
         image = (image.astype(np.float32) - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         return np.ascontiguousarray(image.transpose(2, 0, 1))
@@ -73,10 +79,6 @@ FACE_RGB = Preprocessing("RGB", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))
 
 
 def model_preprocessing(model: nn.Module) -> Preprocessing:
-    """The preprocessing a registered model declares (``input_preprocessing``), or FaceBoxes-style
-    mean-subtracted BGR from ``config.mean_bgr``, or raw BGR pixels."""
+    """The preprocessing a model declares (``input_preprocessing``), else raw BGR pixels."""
     declared = getattr(model, "input_preprocessing", None)
-    if declared is not None:
-        return declared
-    mean_bgr = getattr(getattr(model, "config", None), "mean_bgr", None)
-    return Preprocessing("BGR", tuple(mean_bgr)) if mean_bgr is not None else Preprocessing()
+    return declared if declared is not None else Preprocessing()

@@ -126,40 +126,31 @@ def export_onnx(
     return Path(path)
 
 
-class OnnxDetectorRuntime(nn.Module):
-    """An exported detector network run by ONNX Runtime on the CPU, in place of the torch network.
+class OnnxNetwork:
+    """An exported detector network run by ONNX Runtime (or a plan's engine) in place of the
+    torch network: ``Detector(model, network=OnnxNetwork(path, model))`` detects with ONNX Runtime
+    and the model's own decoding.
 
-    It is an ``nn.Module`` without parameters (as torch2trt wraps a TensorRT engine), and takes
-    ``config``, ``coder`` and ``anchors`` from ``network``, the torch network the file was exported
-    from (its weights are not used), so ``Detector(OnnxDetectorRuntime(path, network))`` detects
-    with ONNX Runtime and the usual post-processing. A plan runs through its engine.
-
-    Shape: ``(1, 3, H, W)`` float32 mean-subtracted BGR (or, when ``pixels``, ``(1, H, W, 3)`` uint8
-    BGR pixels) -> ``loc (1, A, 4)``, ``conf (1, A, 2)`` float32, on the input's device.
+    Shape: the network's input with a batch of 1 (``(1, 3, H, W)`` float32, or ``(1, H, W, 3)``
+    uint8 pixels for a pixel-input plan) -> its outputs in ``model.onnx_output_names`` order
+    (FaceBoxes: ``loc (1, A, 4)``, ``conf (1, A, 2)``), float32 tensors on the input's device.
 
     Args:
         source: an ONNX file written by :func:`export_onnx`, a loaded plan
             (:class:`edgevision.deploy.runtime.Engine`), or an open session (ONNX Runtime's, or a
             plan backend's :class:`edgevision.deploy.backends.Session`).
-        network: the torch network the file was exported from, with the same config.
+        model: the detector the file was exported from (only its output names are used).
         intra_op_num_threads: threads per operator for a file; 0 is ONNX Runtime's default (one
             per physical core).
-        pixels: the model takes uint8 pixels (a pixel-input plan); :class:`Detector` reads
-            ``takes_pixels``.
 
     Raises:
-        InputFileError: ``source`` is missing or is not a detector network with one input and two
-            outputs (the message names the file or plan).
+        InputFileError: ``source`` is missing, or is not a network with one input and the
+            detector's outputs (the message names the file or plan).
     """
 
     def __init__(
-        self,
-        source: str | Path | Engine | Session,
-        network: nn.Module,
-        intra_op_num_threads: int = 0,
-        pixels: bool = False,
+        self, source: str | Path | Engine | Session, model: nn.Module, intra_op_num_threads: int = 0
     ) -> None:
-        super().__init__()
         # A plan runs through its engine, whose input checks give a one-line ShapeError for a size
         # the plan was not built for.
         self._engine = source if isinstance(source, Engine) else None
@@ -169,33 +160,28 @@ class OnnxDetectorRuntime(nn.Module):
             self.session, named = source.session, source.name
         else:
             self.session, named = source, "the session's model"
+        self.output_names = tuple(model.onnx_output_names)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 2:
+        found = tuple(output.name for output in outputs)
+        if len(inputs) != 1 or sorted(found) != sorted(self.output_names):
             raise InputFileError(
-                f"{named} is not a detector network: it has {len(inputs)} input(s) and "
-                f"{len(outputs)} output(s), a detector 1 input and 2 outputs (loc, conf)"
+                f"{named} is not a {type(model).__name__} network: it has {len(inputs)} input(s) and "
+                f"the outputs {list(found)}; the detector has 1 input and the outputs "
+                f"{list(self.output_names)}"
             )
         self.input_name = inputs[0].name
-        self.takes_pixels = pixels
-        self.config = network.config
-        self.coder = network.coder
-        self._anchors = network.anchors
 
-    def anchors(self, image_size: tuple[int, int]) -> torch.Tensor:
-        """``(A, 4)`` cxcywh pixel anchors for an ``(H, W)`` network input."""
-        return self._anchors(image_size)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        channels, dtype = (-1, torch.uint8) if self.takes_pixels else (1, torch.float32)
-        if x.ndim != 4 or x.shape[0] != 1 or x.shape[channels] != 3:
-            layout = "(1, H, W, 3)" if self.takes_pixels else "(1, 3, H, W)"
-            raise ShapeError(f"expected a {layout} input, got {tuple(x.shape)}")
-        array = np.ascontiguousarray(x.detach().to("cpu", dtype).numpy())
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise ShapeError(f"expected one image, a (1, ...) 4-D input, got {tuple(x.shape)}")
+        array = np.ascontiguousarray(x.detach().cpu().numpy())
         if self._engine is not None:
-            loc, conf = self._engine.run(array).values()
+            by_name = self._engine.run(array)
         else:
-            loc, conf = self.session.run(None, {self.input_name: array})
-        return torch.from_numpy(loc).to(x.device), torch.from_numpy(conf).to(x.device)
+            by_name = dict(
+                zip(self.output_names, self.session.run(list(self.output_names), {self.input_name: array}))
+            )
+        return tuple(torch.from_numpy(by_name[name]).to(x.device) for name in self.output_names)
 
 
 def _open_session(path: str | Path, intra_op_num_threads: int) -> ort.InferenceSession:

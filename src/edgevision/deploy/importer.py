@@ -24,9 +24,8 @@ import onnx
 from edgevision.data.preprocessing import Preprocessing, model_preprocessing
 from edgevision.deploy.export import export_onnx
 from edgevision.errors import ConfigError, InputFileError, ShapeError, UnknownModelError
-from edgevision.models import create_model, list_models
+from edgevision.models import create_model, list_models, model_info
 from edgevision.models.weights import load_weights
-from edgevision.weights import BUNDLED, bundled_weights
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 # The largest input a plan is built for. Every activation grows with H x W (a 20000 x 20000
@@ -122,7 +121,8 @@ def _import_registered(
         raise ConfigError(
             f"{name!r} only takes {fixed[0]}x{fixed[1]} inputs, not {input_size[0]}x{input_size[1]}"
         )
-    weights = Path(weights) if weights is not None else bundled_weights(name)
+    bundled = weights is None
+    weights = model_info(name).weights_path if bundled else Path(weights)
     load_weights(network, weights, name)
     size = tuple(input_size or fixed or network.default_input_size)
     with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
@@ -137,7 +137,7 @@ def _import_registered(
         model = onnx.load(exported)
     source = {
         "model": name,
-        "weights": weights.name if name in BUNDLED and weights == bundled_weights(name) else str(weights),
+        "weights": weights.name if bundled else str(weights),
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
     return ImportedModel(model, (int(size[0]), int(size[1])), model_preprocessing(network), source)

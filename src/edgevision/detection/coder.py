@@ -1,17 +1,35 @@
-"""The SSD centre-size box coder (Liu et al., SSD, Sec. 2.2), with variances 0.1 / 0.2."""
+"""Box coders: how a detector's regression outputs relate to its anchors.
+
+:class:`BoxCoder` is the interface the matcher-based training targets and every detector's decode
+use; :class:`SSDBoxCoder` is SSD's centre-size coder (Liu et al., SSD, Sec. 2.2), variances 0.1 /
+0.2, which FaceBoxes uses. A grid (YOLO-style) coder implements the same two methods.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from edgevision.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 
 
+class BoxCoder(Protocol):
+    """Encodes ground-truth boxes as regression targets relative to anchors, and decodes back."""
+
+    def encode(self, boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(A, 4)`` xyxy boxes matched to ``(A, 4)`` cxcywh anchors -> ``(A, 4)`` targets."""
+        ...
+
+    def decode(self, offsets: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(..., A, 4)`` regression outputs on ``(A, 4)`` cxcywh anchors -> ``(..., A, 4)`` xyxy."""
+        ...
+
+
 @dataclass(frozen=True)
-class BoxCoder:
-    """Encodes boxes as offsets from anchors and back.
+class SSDBoxCoder:
+    """SSD's centre-size coder.
 
     ``t_xy = (c_box - c_anchor) / (v_c * wh_anchor)``, ``t_wh = log(wh_box / wh_anchor) / v_s``.
     """

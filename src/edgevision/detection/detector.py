@@ -1,26 +1,59 @@
-"""Image in, :class:`Detections` out, for single-shot anchor detectors such as FaceBoxes."""
+"""Image in, :class:`Detections` out, for every registered face detector.
+
+The detector contract (:class:`DetectorModel`): a detector model declares how an image becomes its
+input (``input_preprocessing``), the pyramid scales it is tested at (``test_scales``), the
+smallest input it takes (``min_input_size``), the names of its outputs, and ``decode``, which turns its
+outputs into boxes and scores. :class:`Detector` does the rest for all of them: preprocess, forward
+(the torch network or a plan), the model's decode, boxes back to the image's pixels, every pyramid
+scale merged, one shared NMS.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from edgevision.data.io import check_pixel_count, read_image
-from edgevision.data.transforms import to_network_input
+from edgevision.data.preprocessing import Preprocessing
 from edgevision.detection.detections import Detections
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import ConfigError, ShapeError
 from edgevision.validation import check_number
 
-ANCHOR_CACHE_SIZE = 8  # input sizes whose anchors are kept (a video has one; WIDER val has many)
 # The largest resize factor: well past the up-scaling that face detectors are tested with, and
 # far below the 1e6 that asked for a 3e18-byte resize. The scaled image must also stay within the
 # pixel cap (edgevision.data.io.max_pixels_limit).
 MAX_SCALE = 8.0
+
+
+@runtime_checkable
+class DetectorModel(Protocol):
+    """What a registered detector (``task="detection"``) provides.
+
+    Attributes:
+        input_preprocessing: how an image becomes the network input (also what a plan records).
+        test_scales: the image scales it is run at by default (1.0: the image's own size); the
+            detections of all of them are merged.
+        min_input_size: the smallest input side, px, it takes.
+        onnx_output_names: the names of its outputs, in ``forward``'s order.
+    """
+
+    input_preprocessing: Preprocessing
+    test_scales: tuple[float, ...]
+    min_input_size: int
+    onnx_output_names: tuple[str, ...]
+
+    def decode(
+        self, outputs: Sequence[torch.Tensor], input_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first image's outputs for an ``(H, W)`` input -> ``(K, 4)`` xyxy boxes in input
+        pixels and ``(K,)`` scores in [0, 1]."""
+        ...
 
 
 def check_scale(scale: float, name: str = "scale") -> float:
@@ -34,69 +67,84 @@ def default_device() -> torch.device:
 
 
 class Detector:
-    """Runs a detector network on images.
+    """Runs a detector on images.
 
-    The network takes ``(1, 3, H, W)`` mean-subtracted BGR (``(1, H, W, 3)`` uint8 BGR pixels when
-    its ``takes_pixels`` is true: a pixel-input plan) and returns ``(loc, conf)``; it provides
-    ``anchors((H, W))``, ``coder`` and ``config.mean_bgr`` (as :class:`FaceBoxes` does).
-
-    ``max_pixels`` caps the network input (the image after ``scale``), as it caps images read;
-    ``None`` is the default cap (:func:`edgevision.data.io.max_pixels_limit`).
+    Args:
+        model: a detector model (:class:`DetectorModel`); it runs the network unless ``network``
+            is given, and always decodes.
+        postprocess: threshold, top-k, NMS and keep settings.
+        device: where the torch network runs (default: CUDA if present).
+        max_pixels: caps the network input (the image after scaling), as it caps images read;
+            ``None`` is the default cap (:func:`edgevision.data.io.max_pixels_limit`).
+        network: runs the network in place of ``model`` (a plan: see
+            :func:`edgevision.api.detector_from_engine`): ``(1, ...)`` input tensor -> outputs in
+            ``model.onnx_output_names`` order.
+        preprocessing: how an image becomes ``network``'s input (a pixel-input plan's); default
+            ``model.input_preprocessing``.
+        scales: the pyramid scales; default ``model.test_scales``.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: DetectorModel,
         postprocess: PostProcess | None = None,
         device: torch.device | None = None,
         max_pixels: int | None = None,
+        *,
+        network: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None,
+        preprocessing: Preprocessing | None = None,
+        scales: Sequence[float] | None = None,
     ) -> None:
+        if not isinstance(model, DetectorModel):
+            raise ConfigError(f"{type(model).__name__} is not a detector (see DetectorModel)")
         self.device = device or default_device()
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        self.network = network or self.model
+        self.preprocessing = preprocessing or model.input_preprocessing
+        self.scales = tuple(check_scale(s, "a pyramid scale") for s in (scales or model.test_scales))
+        if not self.scales:
+            raise ConfigError("a detector needs at least one pyramid scale")
         self.postprocess = postprocess or PostProcess()
         self.max_pixels = max_pixels
-        self._anchors: dict[tuple[int, int], torch.Tensor] = {}
-
-    def anchors(self, size: tuple[int, int]) -> torch.Tensor:
-        """Cached ``(A, 4)`` anchors for an ``(H, W)`` network input."""
-        if size not in self._anchors:
-            if len(self._anchors) >= ANCHOR_CACHE_SIZE:  # evict the oldest size
-                self._anchors.pop(next(iter(self._anchors)))
-            self._anchors[size] = self.model.anchors(size).to(self.device)
-        return self._anchors[size]
 
     @torch.no_grad()
     def detect(self, image: np.ndarray | str | Path, scale: float = 1.0) -> Detections:
         """Detect faces in an ``(H, W, 3)`` uint8 BGR image (or an image file).
 
-        ``scale`` resizes the image before the network (1.0: native resolution, as the WIDER FACE
-        protocol runs FaceBoxes); boxes are returned in the original image's pixels.
+        ``scale`` resizes the image before the network, on top of each pyramid scale (1.0: native
+        resolution, as the WIDER FACE protocol runs FaceBoxes); boxes are returned in the original
+        image's pixels.
 
         Raises:
-            ConfigError: ``scale`` is not in ``(0, MAX_SCALE]`` or shrinks the image to nothing.
-            ImageDecodeError: the scaled image is over the pixel cap.
+            ConfigError: ``scale`` is not in ``(0, MAX_SCALE]``, or shrinks the image below the
+                detector's smallest input.
+            ImageDecodeError: a scaled image is over the pixel cap.
         """
         scale = check_scale(scale)
         if isinstance(image, (str, Path)):
             image = read_image(image, max_pixels=self.max_pixels)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
-        height, width = round(image.shape[0] * scale), round(image.shape[1] * scale)
-        if min(height, width) < 1:
+        boxes, scores = [], []
+        for factor in (scale * s for s in self.scales):
+            scaled_boxes, scaled_scores = self._detect_at(image, factor)
+            boxes.append(scaled_boxes / factor)
+            scores.append(scaled_scores)
+        return self.postprocess(torch.cat(boxes), torch.cat(scores)).to("cpu")
+
+    def _detect_at(self, image: np.ndarray, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``."""
+        height, width = round(image.shape[0] * factor), round(image.shape[1] * factor)
+        if min(height, width) < self.model.min_input_size:
             raise ConfigError(
-                f"scale {scale:g} shrinks the {image.shape[1]}x{image.shape[0]} image to nothing"
+                f"the {image.shape[1]}x{image.shape[0]} image scaled by {factor:g} is {width}x{height}, "
+                f"smaller than the detector's smallest input, {self.model.min_input_size} px a side"
             )
-        check_pixel_count(width, height, self.max_pixels, f"the image scaled by {scale:g}")
-        if scale != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does
+        check_pixel_count(width, height, self.max_pixels, f"the image scaled by {factor:g}")
+        if factor != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does
             image = cv2.resize(
-                image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR
+                image.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR
             )
-        size = (image.shape[0], image.shape[1])
-        if getattr(self.model, "takes_pixels", False):
-            pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
-            inputs = torch.from_numpy(np.ascontiguousarray(pixels))[None].to(self.device)
-        else:
-            inputs = to_network_input(image, self.model.config.mean_bgr)[None].to(self.device)
-        loc, conf = self.model(inputs)
-        scores = torch.softmax(conf[0], dim=1)[:, 1]
-        return self.postprocess(loc[0], scores, self.anchors(size), self.model.coder, scale).to("cpu")
+        inputs = torch.from_numpy(self.preprocessing.network_input(image))[None].to(self.device)
+        outputs = self.network(inputs)
+        return self.model.decode(outputs, (image.shape[0], image.shape[1]))

@@ -1,4 +1,4 @@
-"""From raw head outputs to :class:`Detections`: decode, threshold, top-k, NMS, keep."""
+"""From decoded boxes and scores to :class:`Detections`: threshold, top-k, NMS, keep."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import nms
 
-from edgevision.detection.coder import BoxCoder
 from edgevision.detection.detections import Detections
 from edgevision.errors import ConfigError
 from edgevision.validation import check_number
@@ -37,19 +36,12 @@ class PostProcess:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
 
-    def __call__(
-        self,
-        loc: torch.Tensor,
-        scores: torch.Tensor,
-        anchors: torch.Tensor,
-        coder: BoxCoder,
-        scale: float = 1.0,
-    ) -> Detections:
-        """``loc`` ``(A, 4)`` offsets and ``scores`` ``(A,)`` face probabilities on ``(A, 4)``
-        cxcywh anchors of the network input -> detections in original pixels (input / ``scale``)."""
+    def __call__(self, boxes: torch.Tensor, scores: torch.Tensor) -> Detections:
+        """``(K, 4)`` xyxy boxes and their ``(K,)`` scores (every pyramid scale's, in the image's
+        pixels) -> the detections kept, best first."""
         candidates = torch.nonzero(scores > self.confidence).flatten()
         order = scores[candidates].argsort(descending=True)[: self.top_k]
         candidates = candidates[order]
-        boxes = coder.decode(loc[candidates], anchors[candidates]) / scale
-        kept = nms(boxes, scores[candidates], self.nms_iou)[: self.keep]
-        return Detections(boxes[kept].float().contiguous(), scores[candidates][kept].float().contiguous())
+        boxes, scores = boxes[candidates], scores[candidates]
+        kept = nms(boxes, scores, self.nms_iou)[: self.keep]
+        return Detections(boxes[kept].float().contiguous(), scores[kept].float().contiguous())

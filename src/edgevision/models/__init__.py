@@ -9,6 +9,22 @@ from edgevision.models import nasnet as _nasnet  # noqa: F401  (registers "nasne
 from edgevision.models import resnet as _resnet  # noqa: F401  (registers "resnet50_dcn")
 from edgevision.models import rfcn as _rfcn  # noqa: F401  (registers "rfcn_resnet50_dcn")
 from edgevision.models import ssdlite as _ssdlite  # noqa: F401  (registers "ssdlite_mobilenet_v2")
-from edgevision.models._registry import create_model, list_models, register_model
+from edgevision.models._registry import (
+    ModelInfo,
+    create_model,
+    default_model,
+    list_models,
+    model_info,
+    register_model,
+    unregister_model,
+)
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = [
+    "ModelInfo",
+    "create_model",
+    "default_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "unregister_model",
+]

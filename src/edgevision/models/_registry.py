@@ -1,38 +1,132 @@
-"""The model registry: ``register_model`` adds a builder, ``create_model`` / ``list_models`` read.
+"""The model registry: ``register_model`` adds a builder with its metadata, ``create_model`` /
+``list_models`` / ``model_info`` read.
 
 Contract: a builder is a callable taking keyword-only config overrides and returning an
-``nn.Module``; names are unique (registering a name twice is an error).
+``nn.Module``; names are unique (registering a name twice is an error). The metadata says what a
+model is for, so that no list elsewhere names models (as torchvision's ``Weights.meta``):
+
+- ``task``: ``"detection"`` for a face detector (it then follows the detector contract,
+  :class:`edgevision.detection.detector.DetectorModel`), ``"classification"``,
+  ``"recognition"``, or None for a backbone;
+- ``weights``: the bundled weights file (in :mod:`edgevision.weights`, or an absolute path), with a
+  model card ``<stem>.json`` beside it whose fields are the weights' metadata;
+- ``recipe``: the training recipe ``edgevision train`` uses (:mod:`edgevision.training.recipes`);
+- ``default``: the model ``load_detector()`` (and each task's other defaults) use; one per task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from edgevision.errors import UnknownModelError
+from edgevision.errors import UnknownModelError, WeightsError
 from edgevision.models.weights import load_weights
+from edgevision.weights import WEIGHTS_DIR
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+TASKS = ("detection", "classification", "recognition")
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that registers a model builder under ``name``."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model: its builder and metadata (see the module docstring)."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    task: str | None = None
+    weights: str | None = None
+    recipe: str | None = None
+    default: bool = False
+
+    @property
+    def weights_path(self) -> Path:
+        """The bundled weights file.
+
+        Raises:
+            WeightsError: the model has no bundled weights, or the file is missing.
+        """
+        if self.weights is None:
+            raise WeightsError(f"no bundled weights for model {self.name!r}; pass weights=PATH")
+        path = WEIGHTS_DIR / self.weights
+        if not path.is_file():
+            raise WeightsError(f"bundled weights for {self.name!r} are missing from the installation: {path}")
+        return path
+
+    @property
+    def weights_meta(self) -> Mapping[str, Any]:
+        """The bundled weights' model card (``<stem>.json`` beside them), or ``{}``."""
+        card = self.weights_path.with_suffix(".json")
+        return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    task: str | None = None,
+    weights: str | None = None,
+    recipe: str | None = None,
+    default: bool = False,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a model builder under ``name`` with its metadata.
+
+    Raises:
+        ValueError: ``name`` is taken, ``task`` is unknown, or ``default`` is claimed by a second
+            model of the task.
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if default and task is None:
+        raise ValueError("a default model needs a task")
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _BUILDERS:
+        if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _BUILDERS[name] = builder
+        if default and any(info.default and info.task == task for info in _MODELS.values()):
+            raise ValueError(f"{default_model(task)!r} is already the default {task} model")
+        _MODELS[name] = ModelInfo(name, builder, task, weights, recipe, default)
         return builder
 
     return wrap
 
 
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_BUILDERS)
+def unregister_model(name: str) -> None:
+    """Remove ``name`` from the registry (for tests and plug-ins that register temporarily)."""
+    _MODELS.pop(name, None)
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names, sorted; those of ``task`` only when it is given."""
+    return sorted(name for name, info in _MODELS.items() if task is None or info.task == task)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of ``name``.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+    """
+    if name not in _MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def default_model(task: str) -> str:
+    """The name of the default model of ``task``.
+
+    Raises:
+        UnknownModelError: no registered model of ``task`` is marked default.
+    """
+    for name, info in _MODELS.items():
+        if info.task == task and info.default:
+            return name
+    raise UnknownModelError(f"no default {task} model is registered")
 
 
 def create_model(name: str, *, weights: str | Path | None = None, **config: Any) -> nn.Module:
@@ -44,9 +138,7 @@ def create_model(name: str, *, weights: str | Path | None = None, **config: Any)
         UnknownModelError: ``name`` is not registered.
         WeightsError: ``weights`` is unreadable, not finite, or does not fit the model.
     """
-    if name not in _BUILDERS:
-        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    model = _BUILDERS[name](**config)
+    model = model_info(name).builder(**config)
     if weights is not None:
         load_weights(model, weights, name)
     return model

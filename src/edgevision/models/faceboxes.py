@@ -17,9 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevision.detection.anchors import AnchorLevel, generate_anchors
-from edgevision.detection.coder import BoxCoder
+from edgevision.data.preprocessing import Preprocessing
+from edgevision.detection.anchors import AnchorLevel, square
+from edgevision.detection.coder import SSDBoxCoder
 from edgevision.detection.heads import apply_heads
+from edgevision.detection.matcher import AnchorMatcher
+from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.layers.conv_bn import ConvBNReLU
 from edgevision.layers.crelu import ConvBNCReLU
 from edgevision.layers.inception import FaceBoxesInception
@@ -31,19 +34,22 @@ class FaceBoxesConfig:
     """FaceBoxes hyper-parameters; defaults are the paper's."""
 
     num_classes: int = 2  # face + background (Sec. 3.4)
-    # Anchor sizes and densities per detection layer (Sec. 3.3, Table 1).
+    # Anchor sizes and densities per detection layer (Sec. 3.3, Table 1), densified tiles placed
+    # from the cell corner as FaceBoxes.PyTorch's PriorBox does (the reference weights need it).
     anchor_levels: tuple[AnchorLevel, ...] = (
-        AnchorLevel(stride=32, sizes=((32, 4), (64, 2), (128, 1))),
-        AnchorLevel(stride=64, sizes=((256, 1),)),
-        AnchorLevel(stride=128, sizes=((512, 1),)),
+        AnchorLevel(stride=32, shapes=(square(32, 4), square(64, 2), square(128)), offsets="corner"),
+        AnchorLevel(stride=64, shapes=(square(256),), offsets="corner"),
+        AnchorLevel(stride=128, shapes=(square(512),), offsets="corner"),
     )
     center_variance: float = 0.1  # SSD coder variances, as in both reference codes
     size_variance: float = 0.2
+    match_iou: float = 0.35  # an anchor overlapping a face this much is positive (Sec. 3.4)
+    forced_match_iou: float = 0.2  # a face's best anchor is forced positive above this (reference)
     # Input: BGR pixels minus the per-channel mean (FaceBoxes.PyTorch).
     mean_bgr: tuple[float, float, float] = field(default=(104.0, 117.0, 123.0))
 
 
-class FaceBoxes(nn.Module):
+class FaceBoxes(SingleShotDetector):
     """FaceBoxes network.
 
     Shape: ``(B, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (B, A, 4)`` offsets and
@@ -51,12 +57,14 @@ class FaceBoxes(nn.Module):
     """
 
     default_input_size = (480, 640)  # (H, W): VGA, the paper's speed benchmark (Sec. 4.2)
-    onnx_output_names = ("loc", "conf")  # what :func:`edgevision.deploy.export.export_onnx` names them
 
     def __init__(self, config: FaceBoxesConfig | None = None) -> None:
         super().__init__()
         self.config = config or FaceBoxesConfig()
-        self.coder = BoxCoder(self.config.center_variance, self.config.size_variance)
+        self.anchor_levels = self.config.anchor_levels
+        self.coder = SSDBoxCoder(self.config.center_variance, self.config.size_variance)
+        self.matcher = AnchorMatcher(self.config.match_iou, self.config.forced_match_iou)
+        self.input_preprocessing = Preprocessing("BGR", self.config.mean_bgr)
         # RDCL: rapidly digested convolutional layers (Sec. 3.1).
         self.conv1 = ConvBNCReLU(3, 24, kernel_size=7, stride=4)
         self.conv2 = ConvBNCReLU(48, 64, kernel_size=5, stride=2)
@@ -97,12 +105,10 @@ class FaceBoxes(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_features(x))
 
-    def anchors(self, image_size: tuple[int, int]) -> torch.Tensor:
-        """``(A, 4)`` cxcywh pixel anchors for an ``(H, W)`` network input."""
-        return generate_anchors(self.config.anchor_levels, image_size)
 
-
-@register_model("faceboxes")
+@register_model(
+    "faceboxes", task="detection", weights="faceboxes_widerface.pth", recipe="single_shot_faces", default=True
+)
 def faceboxes(**overrides: Any) -> FaceBoxes:
     """FaceBoxes with :class:`FaceBoxesConfig` fields overridden by keyword."""
     return FaceBoxes(replace(FaceBoxesConfig(), **overrides))

@@ -60,11 +60,6 @@ class TrainConfig:
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 
 
-def largest_anchor_stride(model: nn.Module) -> int:
-    """The stride, in input pixels, of the coarsest anchor level of a single-shot detector."""
-    return max(level.stride for level in model.config.anchor_levels)
-
-
 def prepare_run(config: TrainConfig, model: nn.Module) -> None:
     """Check what can be checked before any data is read, and create the output folder.
 
@@ -75,7 +70,7 @@ def prepare_run(config: TrainConfig, model: nn.Module) -> None:
     Raises:
         ConfigError: the size does not suit the model, or ``out_dir`` cannot be a folder.
     """
-    stride = largest_anchor_stride(model)
+    stride = model.max_stride
     if config.image_size < stride or config.image_size % stride:
         nearest = max(stride, round(config.image_size / stride) * stride)
         raise ConfigError(

@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from edgevision.data.io import read_image
-from edgevision.data.transforms import Compose, Sample, to_network_input
+from edgevision.data.preprocessing import Preprocessing
+from edgevision.data.transforms import Compose, Sample
 
 
 class FaceTrainingSet(Dataset):
@@ -25,13 +26,13 @@ class FaceTrainingSet(Dataset):
         paths: Sequence[Path],
         boxes: Sequence[np.ndarray],
         transform: Compose,
-        mean_bgr: Sequence[float],
+        preprocessing: Preprocessing,
         seed: int = 0,
     ) -> None:
         self.paths = list(paths)
         self.boxes = list(boxes)
         self.transform = transform
-        self.mean_bgr = tuple(mean_bgr)
+        self.preprocessing = preprocessing
         self.seed = seed
         self.epoch = 0
 
@@ -45,7 +46,9 @@ class FaceTrainingSet(Dataset):
         """``(3, S, S)`` float32 network input and ``(N, 4)`` float32 xyxy faces in its pixels."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sample = self.transform(Sample(read_image(self.paths[index]), self.boxes[index]), rng)
-        return to_network_input(sample.image, self.mean_bgr), torch.from_numpy(sample.boxes)
+        return torch.from_numpy(self.preprocessing.network_input(sample.image)), torch.from_numpy(
+            sample.boxes
+        )
 
 
 def collate_detection(

@@ -1,10 +1,12 @@
-"""Training loop for single-shot anchor detectors (FaceBoxes and its kin).
+"""The training loop every model shares: ``fit(model, data, objective, optimizer, schedule, ...)``.
 
-SGD with momentum and weight decay, warm-up then step schedule, the multibox loss, optional dense
-distillation from a teacher with the same anchors, a checkpoint every epoch (``--resume`` loses at
-most one epoch), a JSON-lines loss log, and data-parallel training over processes started by
-``torchrun`` (gloo on the CPU, NCCL on GPUs). A run stops at the first NaN or inf loss, naming
-its epoch and step; no checkpoint with a non-finite weight is ever written.
+What a model trains on and against comes from its recipe (:mod:`edgevision.training.recipes`):
+the data set, the :class:`Objective` (losses of one batch), the optimiser, the learning-rate
+schedule and any epoch-end checks (hooks). The loop does the rest for all of them: data-parallel
+processes started by ``torchrun`` (gloo on the CPU, NCCL on GPUs), a checkpoint every epoch
+(``resume`` loses at most one epoch and reproduces the uninterrupted run exactly), rich progress,
+a JSON-lines loss log and its plot. A run stops at the first NaN or inf loss, naming its epoch and
+step; no checkpoint with a non-finite weight is ever written.
 """
 
 from __future__ import annotations
@@ -12,28 +14,40 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgevision.data.io import atomic_write
-from edgevision.detection.coder import BoxCoder
-from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
-from edgevision.detection.matcher import AnchorMatcher
 from edgevision.errors import DatasetError, TrainingDivergedError, WeightsError
 from edgevision.evaluation.plots import plot_loss_curves
 from edgevision.models.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.training.config import TrainConfig, prepare_run
-from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
-from edgevision.training.schedules import warmup_step_lr
 
 
-def _distributed() -> tuple[int, int]:
+class Objective(Protocol):
+    """The losses of one batch."""
+
+    def __call__(self, net: nn.Module, batch: Any) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """``net`` (the model, or its DDP wrapper) and a collated batch -> named scalar losses
+        (summed for the step) and counts to total over the epoch (e.g. matched anchors)."""
+        ...
+
+
+# An epoch-end check: (epoch, the epoch's counts summed over every process) -> None, or raise.
+EpochHook = Callable[[int, Mapping[str, int]], None]
+# Fractional epoch -> learning rate.
+Schedule = Callable[[float], float]
+
+
+def distributed() -> tuple[int, int]:
     """``(rank, world_size)``; initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -41,26 +55,32 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def train_detector(
+def fit(
     model: nn.Module,
-    dataset: FaceTrainingSet,
+    data: Dataset,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
     config: TrainConfig,
-    teacher: nn.Module | None = None,
+    *,
+    collate: Callable[[list], Any],
+    hooks: Sequence[EpochHook] = (),
     resume: bool = False,
 ) -> Path:
-    """Train ``model`` on ``dataset``; returns the path of the final weights (state dict only).
+    """Train ``model`` on ``data``; returns the path of the final weights (state dict only).
 
-    ``config.out_dir`` receives ``last.pth`` (model, optimiser, epoch: for ``resume``),
-    ``log.jsonl`` (losses every ``log_every`` steps and per epoch), ``losses.png`` (the per-epoch
-    means, redrawn every epoch) and ``final.pth``.
+    ``data`` has ``set_epoch(epoch)`` (its augmentation is seeded per epoch and sample) and yields
+    samples ``collate`` makes batches of. ``config.out_dir`` receives ``last.pth`` (model,
+    optimiser, epoch: for ``resume``), ``log.jsonl`` (losses every ``log_every`` steps and per
+    epoch), ``losses.png`` (the per-epoch means, redrawn every epoch) and ``final.pth``.
 
     Raises:
         ConfigError: the input size does not suit ``model``, or ``out_dir`` is unusable.
-        DatasetError: too few images for a batch, or an epoch in which no face matched an anchor.
+        DatasetError: too few samples for a batch (or what a hook refuses).
         TrainingDivergedError: a NaN or inf loss or weights; ``last.pth`` keeps the epoch before.
         WeightsError: ``resume`` without a readable ``last.pth``.
     """
-    rank, world = _distributed()
+    rank, world = distributed()
     device = torch.device("cpu")
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -68,9 +88,6 @@ def train_detector(
     prepare_run(config, model)
     out_dir = Path(config.out_dir)
     model.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
     start_epoch = 0
     last = out_dir / "last.pth"
     if resume:
@@ -81,24 +98,13 @@ def train_detector(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    if teacher is not None:
-        teacher.to(device).eval()
-
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed) if world > 1 else None
-    objective = DetectionObjective(
-        anchors=model.anchors((config.image_size, config.image_size)).to(device),
-        coder=model.coder,
-        teacher=teacher,
-        distill=DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
-        world=world,
-    )
-    generator = torch.Generator()
-    steps_per_epoch = len(dataset) // (config.batch_size * world)
-    log_path = out_dir / "log.jsonl"
-    if len(dataset) < config.batch_size * world:
+    if len(data) < config.batch_size * world:
         raise DatasetError(
-            f"{len(dataset)} training images make no full batch of {config.batch_size} x {world} process(es)"
+            f"{len(data)} training samples make no full batch of {config.batch_size} x {world} process(es)"
         )
+    sampler = DistributedSampler(data, world, rank, shuffle=True, seed=config.seed) if world > 1 else None
+    generator = torch.Generator()
+    log_path = out_dir / "log.jsonl"
     if rank == 0:
         _restart_log(log_path, start_epoch)
 
@@ -110,42 +116,37 @@ def train_detector(
         TimeRemainingColumn(),
         disable=rank != 0,
     ) as progress:
-        task = progress.add_task("train", total=steps_per_epoch, epoch=start_epoch, losses="")
+        task = progress.add_task("train", total=None, epoch=start_epoch, losses="")
         for epoch in range(start_epoch, config.epochs):
-            dataset.set_epoch(epoch)
+            data.set_epoch(epoch)
             generator.manual_seed(config.seed * 100_003 + epoch)
             if sampler is not None:
                 sampler.set_epoch(epoch)
             loader = DataLoader(
-                dataset,
+                data,
                 batch_size=config.batch_size,
                 shuffle=sampler is None,
                 sampler=sampler,
                 num_workers=config.workers,
-                collate_fn=collate_detection,
+                collate_fn=collate,
                 drop_last=True,
                 generator=generator,
             )
             progress.reset(task, total=len(loader), epoch=epoch, losses="")
             net.train()
             totals: dict[str, float] = {}
-            positives = 0  # matched anchors this epoch: none means there is nothing to learn
+            counts: dict[str, int] = {}
             started = time.time()
-            for step, (images, boxes) in enumerate(loader):
-                lr = warmup_step_lr(
-                    epoch + step / len(loader),
-                    config.lr,
-                    config.warmup_epochs,
-                    config.milestones,
-                    config.gamma,
-                )
+            for step, batch in enumerate(loader):
+                lr = schedule(epoch + step / len(loader))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                losses, matched = objective(net, images.to(device), [b.to(device) for b in boxes])
+                losses, batch_counts = objective(net, _to(batch, device))
                 loss = sum(losses.values())
                 if not _finite_in_every_process(loss.detach(), world):
                     raise _diverged(epoch, step, f"the loss is {loss.item()}", last)
-                positives += matched
+                for name, value in batch_counts.items():
+                    counts[name] = counts.get(name, 0) + value
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -154,16 +155,10 @@ def train_detector(
                 summary = " ".join(f"{k}={v / (step + 1):.3f}" for k, v in totals.items())
                 progress.update(task, advance=1, losses=summary)
                 if rank == 0 and (step + 1) % config.log_every == 0:
-                    _append_log(
-                        log_path,
-                        {
-                            "epoch": epoch,
-                            "step": step + 1,
-                            "lr": lr,
-                            **{k: v.item() for k, v in losses.items()},
-                        },
-                    )
-            _require_matched_faces(positives, world, epoch, len(dataset), config.image_size)
+                    record = {"epoch": epoch, "step": step + 1, "lr": lr}
+                    _append_log(log_path, record | {k: v.item() for k, v in losses.items()})
+            for hook in hooks:
+                hook(epoch, _summed_over_processes(counts, world))
             # DDP keeps the weights equal in every process, so all of them stop here together.
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 raise _diverged(epoch, len(loader) - 1, "the weights hold NaN or inf after the update", last)
@@ -180,48 +175,32 @@ def train_detector(
     return final
 
 
-@dataclass
-class DetectionObjective:
-    """The training losses of one batch: multibox on the matched anchors, plus dense distillation
-    when a teacher is given.
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """``value``'s mean over the data-parallel processes (itself in a single process): losses
+    normalised by it weigh every process's samples alike when DDP averages the gradients."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
 
-    Attributes:
-        anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
-        coder: the box coder the network's offsets use.
-        teacher: a network with the same anchors, or None.
-        world: the number of data-parallel processes. The losses are divided by the mean number of
-            positives per process, so that DDP's mean of the processes' gradients is the gradient
-            of the global batch's loss (each process's own count would weigh its faces
-            differently).
-    """
 
-    anchors: torch.Tensor
-    coder: BoxCoder
-    teacher: nn.Module | None = None
-    world: int = 1
-    distill: DistillationLoss = field(default_factory=DistillationLoss)
-    matcher: AnchorMatcher = field(default_factory=AnchorMatcher)
-    multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
+def _to(batch: Any, device: torch.device) -> Any:
+    """The tensors of a (nested tuple or list) batch, on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(item, device) for item in batch)
+    return batch
 
-    def __call__(
-        self, net: nn.Module, images: torch.Tensor, boxes: list[torch.Tensor]
-    ) -> tuple[dict[str, torch.Tensor], int]:
-        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses,
-        and the number of anchors matched to a face (the multibox loss is 0 without any)."""
-        targets = build_targets(boxes, self.anchors, self.matcher, self.coder)
-        positives = (targets.labels > 0).sum()
-        normaliser = positives.float()
-        if self.world > 1:
-            dist.all_reduce(normaliser)
-            normaliser = normaliser / self.world
-        normaliser = normaliser.clamp(min=1)
-        loc, conf = net(images)
-        losses = self.multibox(loc, conf, targets, normaliser)
-        if self.teacher is not None:
-            with torch.no_grad():
-                teacher_loc, teacher_conf = self.teacher(images)
-            losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
-        return losses, int(positives)
+
+def _summed_over_processes(counts: dict[str, int], world: int) -> dict[str, int]:
+    if world == 1 or not counts:
+        return counts
+    names = sorted(counts)
+    values = torch.tensor([counts[name] for name in names], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {name: int(value) for name, value in zip(names, values.tolist())}
 
 
 def _finite_in_every_process(values: torch.Tensor, world: int) -> bool:
@@ -242,23 +221,10 @@ def _diverged(epoch: int, step: int, what: str, last: Path) -> TrainingDivergedE
     )
 
 
-def _require_matched_faces(positives: int, world: int, epoch: int, images: int, image_size: int) -> None:
-    """Refuse an epoch in which no anchor was matched to a face in any process: the multibox loss
-    was 0 and nothing was learnt (faces too small for the anchors at this size, or none at all)."""
-    count = torch.tensor([positives], dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(count)
-    if count.item() == 0:
-        raise DatasetError(
-            f"no face of the {images} training images matched an anchor in epoch {epoch} at "
-            f"{image_size} px: nothing can be learnt (faces too small for the anchors at this size?)"
-        )
-
-
 def _resumable_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig
 ) -> dict:
-    """What ``--resume`` needs, in types that load with ``weights_only=True``."""
+    """What ``resume`` needs, in types that load with ``weights_only=True``."""
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),

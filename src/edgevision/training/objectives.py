@@ -1,0 +1,90 @@
+"""Training objectives: the losses of one batch, given by a model's recipe to the shared loop
+(:func:`edgevision.training.loop.fit`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgevision.detection.coder import BoxCoder
+from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
+from edgevision.detection.matcher import AnchorMatcher
+from edgevision.detection.single_shot import SingleShotDetector
+from edgevision.errors import DatasetError
+from edgevision.training.loop import mean_over_processes
+
+POSITIVES = "positives"  # the count AnchorObjective reports: anchors matched to a face
+
+
+@dataclass
+class AnchorObjective:
+    """Multibox loss on the anchors matched to faces, plus dense distillation when a teacher with
+    the same anchors is given: the objective of every single-shot anchor detector.
+
+    Attributes:
+        anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
+        coder: the box coder the network's offsets use.
+        matcher: which anchors are a face's.
+        teacher: a network with the same anchors, or None.
+
+    The losses are divided by the mean number of positives per process, so that DDP's mean of the
+    processes' gradients is the gradient of the global batch's loss (each process's own count
+    would weigh its faces differently).
+    """
+
+    anchors: torch.Tensor
+    coder: BoxCoder
+    matcher: AnchorMatcher = field(default_factory=AnchorMatcher)
+    teacher: nn.Module | None = None
+    distill: DistillationLoss = field(default_factory=DistillationLoss)
+    multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
+
+    @classmethod
+    def for_model(
+        cls,
+        model: SingleShotDetector,
+        image_size: int,
+        teacher: nn.Module | None = None,
+        distill: DistillationLoss | None = None,
+    ) -> AnchorObjective:
+        """The objective of ``model`` (its anchors at ``image_size`` px squares, coder, matcher)."""
+        anchors = model.anchors((image_size, image_size))
+        if teacher is not None:
+            teacher.eval()
+        return cls(anchors, model.coder, model.matcher, teacher, distill or DistillationLoss())
+
+    def __call__(
+        self, net: nn.Module, batch: tuple[torch.Tensor, list[torch.Tensor]]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses,
+        and ``{"positives": anchors matched to a face}`` (the multibox loss is 0 without any)."""
+        images, boxes = batch
+        anchors = self.anchors.to(images.device)
+        targets = build_targets(boxes, anchors, self.matcher, self.coder)
+        positives = (targets.labels > 0).sum()
+        normaliser = mean_over_processes(positives.float()).clamp(min=1)
+        loc, conf = net(images)
+        losses = self.multibox(loc, conf, targets, normaliser)
+        if self.teacher is not None:
+            self.teacher.to(images.device)
+            with torch.no_grad():
+                teacher_loc, teacher_conf = self.teacher(images)
+            losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
+        return losses, {POSITIVES: int(positives)}
+
+
+def require_matched_faces(images: int, image_size: int) -> Callable[[int, Mapping[str, int]], None]:
+    """An epoch-end check refusing an epoch in which no anchor was matched to a face in any
+    process: the multibox loss was 0 and nothing was learnt."""
+
+    def check(epoch: int, counts: Mapping[str, int]) -> None:
+        if counts.get(POSITIVES, 0) == 0:
+            raise DatasetError(
+                f"no face of the {images} training images matched an anchor in epoch {epoch} at "
+                f"{image_size} px: nothing can be learnt (faces too small for the anchors at this size?)"
+            )
+
+    return check

@@ -1,0 +1,118 @@
+"""The ``single_shot_faces`` recipe: a single-shot anchor face detector (FaceBoxes, or any
+:class:`edgevision.detection.single_shot.SingleShotDetector`) trained on a WIDER FACE tree with
+FaceBoxes' augmentation, SGD with warm-up and steps, the multibox loss and, optionally, dense
+distillation from a teacher of the same architecture."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgevision.data.preprocessing import Preprocessing
+from edgevision.data.transforms import faceboxes_train_transform
+from edgevision.data.widerface import load_split
+from edgevision.detection.losses import DistillationLoss
+from edgevision.detection.single_shot import SingleShotDetector
+from edgevision.errors import ConfigError, DatasetError
+from edgevision.models import create_model
+from edgevision.training.config import TrainConfig, prepare_run
+from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
+from edgevision.training.loop import fit
+from edgevision.training.objectives import AnchorObjective, require_matched_faces
+from edgevision.training.recipes import register_recipe
+from edgevision.training.schedules import warmup_step_lr
+
+
+@register_recipe("single_shot_faces")
+def train_single_shot_faces(
+    model_name: str,
+    data: Path,
+    config: TrainConfig,
+    *,
+    teacher: Path | None = None,
+    max_images: int | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train ``model_name`` on ``data/WIDER_train``; returns the final weights path.
+    ``max_images`` takes the first images only (for quick runs and tests). The input size, output
+    folder and teacher weights are checked before the annotations are read."""
+    torch.manual_seed(config.seed)  # the initial weights
+    model = create_model(model_name)
+    if not isinstance(model, SingleShotDetector):
+        raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
+    prepare_run(config, model)
+    teacher_net = create_model(model_name, weights=teacher) if teacher else None
+    dataset = widerface_training_set(
+        data, config.image_size, model.input_preprocessing, config.seed, max_images
+    )
+    return train_single_shot(model, dataset, config, teacher_net, resume)
+
+
+def train_single_shot(
+    model: SingleShotDetector,
+    dataset: FaceTrainingSet,
+    config: TrainConfig,
+    teacher: nn.Module | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train ``model`` on ``dataset`` (``config.image_size`` px squares) with its anchors'
+    objective, SGD (momentum, weight decay) and the warm-up-then-steps schedule."""
+    objective = AnchorObjective.for_model(
+        model,
+        config.image_size,
+        teacher,
+        DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    schedule = partial(
+        warmup_step_lr,
+        base_lr=config.lr,
+        warmup_epochs=config.warmup_epochs,
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )
+    return fit(
+        model,
+        dataset,
+        objective,
+        optimizer,
+        schedule,
+        config,
+        collate=collate_detection,
+        hooks=[require_matched_faces(len(dataset), config.image_size)],
+        resume=resume,
+    )
+
+
+def widerface_training_set(
+    data: Path, image_size: int, preprocessing: Preprocessing, seed: int, max_images: int | None = None
+) -> FaceTrainingSet:
+    """WIDER FACE train images (the first ``max_images`` when given) and their faces, leaving out
+    those flagged invalid, with FaceBoxes' augmentation to ``image_size`` px squares (padding with
+    the network's mean colour).
+
+    Raises:
+        DatasetError: the split is missing or malformed, or no image has a valid face.
+    """
+    split = load_split(data, "train")
+    records = split.records[:max_images] if max_images else split.records
+    if not any(r.valid.any() for r in records):
+        raise DatasetError(f"none of the {len(records)} training images in {data} has a valid face")
+    return FaceTrainingSet(
+        [split.image_path(r) for r in records],
+        [r.boxes[r.valid] for r in records],
+        faceboxes_train_transform(image_size, _mean_bgr(preprocessing)),
+        preprocessing,
+        seed=seed,
+    )
+
+
+def _mean_bgr(preprocessing: Preprocessing) -> tuple[float, float, float]:
+    """The network's mean colour in BGR order (the padding that reads as zero to it)."""
+    mean = preprocessing.mean
+    return (mean[2], mean[1], mean[0]) if preprocessing.channel_order == "RGB" else mean
