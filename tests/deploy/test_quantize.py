@@ -18,7 +18,6 @@ from onnx import numpy_helper
 from torch import nn
 
 from edgevision.data.io import read_image
-from edgevision.data.transforms import to_network_input
 from edgevision.deploy.calibration import (
     TensorRange,
     TensorStats,
@@ -70,8 +69,9 @@ def crops(photo: np.ndarray, count: int, seed: int) -> list[dict[str, np.ndarray
     """``count`` random 64x64 crops of ``photo`` as ``{"image": (1, 3, 64, 64)}`` network inputs."""
     rng = np.random.default_rng(seed)
     corners = rng.integers(0, np.array(photo.shape[:2]) - CROP, size=(count, 2))
+    mean = np.float32(MEAN_BGR)
     return [
-        {"image": to_network_input(photo[y : y + CROP, x : x + CROP], MEAN_BGR)[None].numpy()}
+        {"image": (photo[y : y + CROP, x : x + CROP] - mean).transpose(2, 0, 1)[None].copy()}
         for y, x in corners
     ]
 

@@ -167,9 +167,3 @@ def faceboxes_train_transform(size: int, mean_bgr: Sequence[float]) -> Compose:
     cannot be cropped are padded with ``mean_bgr``, the network's input mean."""
     pad = tuple(round(v) for v in mean_bgr)
     return Compose([RandomSquareCrop(size, pad_value=pad), ColorJitter(), RandomMirror(), Resize(size)])
-
-
-def to_network_input(image: np.ndarray, mean_bgr: Sequence[float]) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 (or float32) BGR -> ``(3, H, W)`` float32 BGR minus ``mean_bgr``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    return tensor - torch.tensor(mean_bgr, dtype=torch.float32)[:, None, None]

@@ -3,7 +3,7 @@
 The exported graph is the network only, e.g. for FaceBoxes ``image (1, 3, H, W)`` float32
 mean-subtracted BGR -> ``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits, with H and W
 dynamic. Anchors, decoding and NMS stay in :class:`edgevision.detection.detector.Detector`, which
-runs an :class:`OnnxDetectorRuntime` exactly as it runs the torch network.
+runs an :class:`OnnxNetwork` exactly as it runs the torch network.
 
 The exporter is ``torch.export``-based (``dynamo=True``): in torch 2.14 it handles the dynamic H/W
 axes (the anchor count comes out as a symbolic expression of them) and gives a smaller graph than

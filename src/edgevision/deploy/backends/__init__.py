@@ -12,7 +12,7 @@ file. :data:`.capabilities.BACKENDS` says what each needs of it and can run:
 
 :func:`create_session` opens a session for a plan with a tactic
 (:class:`edgevision.deploy.tuning.Tactic`); every session has the surface of :class:`Session`,
-which the engine and :class:`edgevision.deploy.export.OnnxDetectorRuntime` use.
+which the engine and :class:`edgevision.deploy.export.OnnxNetwork` use.
 """
 
 from __future__ import annotations
