@@ -81,6 +81,13 @@ def train(
     seed: int = 0,
     log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
     teacher: Annotated[Path | None, typer.Option(help="weights of the same model to distil from")] = None,
+    soft_teacher: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a detector whose detections on each augmented image are soft targets: "
+            "yunet=FILE.onnx, NAME=WEIGHTS or NAME (a registered detector); repeat to ensemble"
+        ),
+    ] = None,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
 ) -> None:
@@ -101,6 +108,7 @@ def train(
         workers=workers,
         seed=seed,
         log_every=log_every,
+        teachers=tuple(soft_teacher or ()),
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
     final = train_model(model, data, config, teacher=teacher, max_images=max_images, resume=resume)

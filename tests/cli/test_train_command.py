@@ -50,3 +50,51 @@ def test_train_refuses_an_output_path_that_is_a_file(run_cli, assert_one_line_er
     taken.write_text("a file")
     code, _, err = run_cli("train", "faceboxes", "--data", str(tmp_path / "no_data"), "--out", str(taken))
     assert_one_line_error(code, err, "taken", "output folder")
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("yunet", ["yunet=PATH"]),
+        ("nosuch=x.pth", ["unknown teacher 'nosuch'", "yunet, faceboxes"]),
+        ("yunet=missing.onnx", ["YuNet weights not found", "missing.onnx"]),
+        ("yunet=TEXT", ["not a YuNet face detector"]),
+        ("faceboxes=TEXT", ["not a PyTorch weights file"]),
+    ],
+)
+def test_train_refuses_a_soft_teacher_it_cannot_run_before_anything_is_written(
+    run_cli, assert_one_line_error, tmp_path, spec, words
+):
+    text = tmp_path / "teacher.onnx"
+    text.write_text("not a model\n")
+    out = tmp_path / "run"
+    teacher = spec.replace("TEXT", str(text))
+    options = ["--out", str(out), "--image-size", "256", "--soft-teacher", teacher]
+    code, _, err = run_cli("train", "faceboxes", "--data", str(tmp_path / "no_data"), *options)
+    assert_one_line_error(code, err, *words)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_train_with_two_soft_teachers_logs_their_losses(run_cli, data_dir, shared_weights, tmp_path):
+    """YuNet and the reference FaceBoxes, ensembled, on 2 WIDER images for one step: the run logs
+    the soft-target losses beside the multibox ones and records its teachers in the checkpoint."""
+    import json
+
+    import torch
+
+    from edgevision.models.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    yunet = f"yunet={shared_weights('yunet/yunet_n_dynamic.onnx')}"
+    faceboxes = f"faceboxes={shared_weights('faceboxes_reference/FaceBoxesProd.pth')}"
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        "train", "faceboxes", "--data", str(data_dir / "widerface"), "--out", str(out),
+        "--image-size", "256", "--batch-size", "2", "--epochs", "1", "--workers", "0",
+        "--max-images", "2", "--log-every", "1", "--soft-teacher", yunet, "--soft-teacher", faceboxes,
+    )  # fmt: skip
+    assert code in (0, None), err
+    step = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert {"loc", "conf", "soft_conf", "soft_loc"} <= set(step)
+    assert load_checkpoint(out / "last.pth")["config"]["teachers"] == [yunet, faceboxes]

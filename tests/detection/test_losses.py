@@ -1,4 +1,5 @@
-"""MultiBoxLoss and DistillationLoss against hand / numpy computations."""
+"""MultiBoxLoss, DistillationLoss and the soft-target distillation against hand / numpy
+computations."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import torch
 
 from edgevision.detection.coder import SSDBoxCoder
-from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, MultiBoxTargets, build_targets
+from edgevision.detection.losses import (
+    DistillationLoss,
+    MultiBoxLoss,
+    MultiBoxTargets,
+    SoftTargetDistillation,
+    SoftTargets,
+    build_soft_targets,
+    build_targets,
+)
 from edgevision.detection.matcher import AnchorMatcher
 
 
@@ -138,3 +147,93 @@ def test_distillation_against_numpy() -> None:
     box = smooth_l1(loc.double().numpy()[confident] - teacher_loc.double().numpy()[confident]).sum()
     assert abs(losses["distill_conf"].item() - 0.5 * kl / 5) < 1e-4
     assert abs(losses["distill_loc"].item() - 3.0 * box / 5) < 1e-4
+
+
+def test_soft_targets_by_hand() -> None:
+    """Five 20 px anchors (cxcywh) and three teacher boxes, with the default matcher (positive at
+    IoU 0.35, a box forced onto its best anchor from IoU 0.2):
+
+    - box A (0, 0, 20, 20), score 0.9, is anchor 0 exactly (IoU 1); anchor 1, 10 px to the right,
+      overlaps it 200 / 600 = 1/3 < 0.35: not matched.
+    - box B (42, 40, 62, 60), score 0.3, overlaps anchor 2 (40, 40, 60, 60) by 360 / 440 = 0.82
+      and anchor 4 (48, 40, 68, 60) by 280 / 520 = 0.54: both matched, but anchor 4 is a labelled
+      face, so its probability is 1 and it regresses onto nothing of the teacher's.
+    - box C (95, 95, 105, 105), score 0.7, 10 px inside anchor 3 (90, 90, 110, 110): IoU 0.25, below
+      0.35 but forced onto its best anchor, as a labelled face of that size would be.
+
+    With the box threshold 0.5, anchors 0 and 3 regress onto A and C weighted by 0.9 and 0.7; B's
+    0.3 is too unsure. The second image has no teacher box: its targets are its labels."""
+    anchors = torch.tensor(
+        [[10, 10, 20, 20], [20, 10, 20, 20], [50, 50, 20, 20], [100, 100, 20, 20], [58, 50, 20, 20]],
+        dtype=torch.float32,
+    )
+    boxes = torch.tensor([[0, 0, 20, 20], [42, 40, 62, 60], [95, 95, 105, 105]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.3, 0.7])
+    labels = torch.tensor([[0, 0, 0, 0, 1], [0, 1, 0, 0, 0]])
+    nothing = (torch.zeros((0, 4)), torch.zeros((0,)))
+
+    targets = build_soft_targets([(boxes, scores), nothing], labels, anchors, AnchorMatcher(), SSDBoxCoder())
+
+    torch.testing.assert_close(targets.probs, torch.tensor([[0.9, 0, 0.3, 0.7, 1], [0, 1, 0, 0, 0]]))
+    torch.testing.assert_close(targets.box_weights, torch.tensor([[0.9, 0, 0, 0.7, 0], [0, 0, 0, 0, 0]]))
+    # A is anchor 0 itself: zero offsets. C shares anchor 3's centre at half its size:
+    # log(10 / 20) / 0.2 for both sides.
+    half = float(np.log(0.5) / 0.2)
+    torch.testing.assert_close(targets.offsets[0, 0], torch.zeros(4))
+    torch.testing.assert_close(targets.offsets[0, 3], torch.tensor([0.0, 0.0, half, half]))
+    assert targets.offsets[0, 1].abs().sum() == 0 and targets.offsets[1].abs().sum() == 0
+
+
+def soft_losses_by_numpy(
+    loc: np.ndarray, conf: np.ndarray, targets: SoftTargets, normaliser: float
+) -> tuple[float, float]:
+    """Binary KL(t || p) summed over anchors, and the score-weighted smooth L1, in float64."""
+    p = np.exp(log_softmax(conf.astype(np.float64))[..., 1])
+    t = targets.probs.double().numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(t > 0, t * np.log(t / p), 0) + np.where(t < 1, (1 - t) * np.log((1 - t) / (1 - p)), 0)
+    box = smooth_l1(loc.astype(np.float64) - targets.offsets.double().numpy()).sum(axis=2)
+    return kl.sum() / normaliser, (targets.box_weights.double().numpy() * box).sum() / normaliser
+
+
+def test_soft_target_loss_against_numpy() -> None:
+    generator = torch.Generator().manual_seed(4)
+    loc = torch.randn(2, 30, 4, generator=generator)
+    conf = torch.randn(2, 30, 2, generator=generator) * 2
+    probs = torch.rand(2, 30, generator=generator)
+    probs[0, :5], probs[1, :5] = 0.0, 1.0  # the ends, where the entropy's 0 log 0 is 0
+    weights = torch.where(probs > 0.5, probs, 0.0)
+    targets = SoftTargets(probs, torch.randn(2, 30, 4, generator=generator), weights)
+
+    losses = SoftTargetDistillation(conf_weight=0.5, loc_weight=3.0)(loc, conf, targets, torch.tensor(4.0))
+
+    kl, box = soft_losses_by_numpy(loc.numpy(), conf.numpy(), targets, 4.0)
+    assert abs(losses["soft_conf"].item() - 0.5 * kl) < 1e-4 * kl
+    assert abs(losses["soft_loc"].item() - 3.0 * box) < 1e-4 * box
+
+
+def test_soft_target_loss_is_minimised_by_the_teachers_probabilities() -> None:
+    """At logits whose softmax is the teacher's probability the loss is 0 and flat: autograd's
+    gradient and central differences are both ~0, and every step off it raises the loss. (Plain
+    cross-entropy has the same minimiser but not the value 0; a swapped t / 1 - t has neither.)"""
+    t = torch.tensor([[0.02, 0.3, 0.5, 0.93, 0.999]], dtype=torch.float64)
+    logits = torch.stack([torch.zeros_like(t), torch.log(t / (1 - t))], dim=2).requires_grad_()
+    targets = SoftTargets(t, torch.zeros(1, 5, 4, dtype=torch.float64), torch.zeros_like(t))
+    loss = SoftTargetDistillation()
+    loc = torch.zeros(1, 5, 4, dtype=torch.float64)
+
+    def value(conf: torch.Tensor) -> float:
+        return loss(loc, conf, targets, torch.tensor(1.0, dtype=torch.float64))["soft_conf"].item()
+
+    at_teacher = loss(loc, logits, targets, torch.tensor(1.0, dtype=torch.float64))["soft_conf"]
+    at_teacher.backward()
+    assert abs(at_teacher.item()) < 1e-12
+    assert logits.grad.abs().max() < 1e-12
+    step = 1e-4
+    for anchor in range(5):
+        for logit in range(2):
+            moved = torch.zeros_like(logits)
+            moved[0, anchor, logit] = step
+            ahead, behind = value(logits.detach() + moved), value(logits.detach() - moved)
+            assert abs(ahead - behind) / (2 * step) < 1e-8  # central difference: flat
+            assert ahead > 0 and behind > 0

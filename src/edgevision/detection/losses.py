@@ -1,5 +1,6 @@
-"""The multibox loss with hard negative mining (SSD Sec. 2.2; FaceBoxes Sec. 3.4), and a dense
-distillation loss for training a student against a teacher detector's outputs."""
+"""The multibox loss with hard negative mining (SSD Sec. 2.2; FaceBoxes Sec. 3.4), a dense
+distillation loss for training a student against the outputs of a teacher with the same anchors,
+and a soft-target distillation loss against any teacher's detections (boxes with scores)."""
 
 from __future__ import annotations
 
@@ -113,4 +114,91 @@ class DistillationLoss:
         return {
             "distill_conf": self.conf_weight * kl / normaliser,
             "distill_loc": self.loc_weight * box / normaliser,
+        }
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """Per-anchor targets from a teacher's detections (boxes with scores) on a batch.
+
+    Attributes:
+        probs: ``(B, A)`` float32 face probability in [0, 1] each anchor is trained towards.
+        offsets: ``(B, A, 4)`` encoded offsets of the teacher box each anchor regresses onto.
+        box_weights: ``(B, A)`` float32 weight of each anchor's regression (0: none).
+    """
+
+    probs: torch.Tensor
+    offsets: torch.Tensor
+    box_weights: torch.Tensor
+
+
+def build_soft_targets(
+    detections: list[tuple[torch.Tensor, torch.Tensor]],
+    labels: torch.Tensor,
+    anchors: torch.Tensor,
+    matcher: AnchorMatcher,
+    coder: BoxCoder,
+    box_threshold: float = 0.5,
+) -> SoftTargets:
+    """Soft targets from each image's teacher detections, ``(K_i, 4)`` xyxy boxes and ``(K_i,)``
+    scores, on the ``(A, 4)`` cxcywh anchors; ``labels`` ``(B, A)`` are the ground truth's
+    (:func:`build_targets`).
+
+    The teacher boxes are matched to the anchors by the same ``matcher`` as the labelled faces,
+    and an anchor's probability is the score of the box it is matched to (0 unmatched): the
+    labels' 0/1 with 1 replaced by the teacher's confidence, so where teacher and labels agree the
+    two losses ask the same. The labels win where they say face (probability 1, no teacher box
+    regression): the teacher adds faces and softens background, it never argues against a
+    labelled face. The regression onto the matched teacher box is weighted by its score, and only
+    where the score is at least ``box_threshold`` (a box the teacher doubts is a poor target).
+    """
+    anchors_xyxy = cxcywh_to_xyxy(anchors)
+    probs, offsets, weights = [], [], []
+    for (boxes, scores), image_labels in zip(detections, labels):
+        match = matcher(boxes, anchors_xyxy)
+        matched = match != BACKGROUND
+        score = torch.where(matched, scores[match.clamp(min=0)] if len(scores) else 0.0, 0.0)
+        labelled = image_labels > 0
+        probs.append(torch.where(labelled, 1.0, score))
+        weights.append(torch.where(labelled | (score < box_threshold), 0.0, score))
+        encoded = coder.encode(boxes[match.clamp(min=0)] if len(boxes) else anchors_xyxy, anchors)
+        offsets.append(torch.where(matched[:, None], encoded, torch.zeros_like(encoded)))
+    return SoftTargets(torch.stack(probs).float(), torch.stack(offsets), torch.stack(weights).float())
+
+
+@dataclass(frozen=True)
+class SoftTargetDistillation:
+    """Distillation from teacher detections (:class:`SoftTargets`), for teachers of any
+    architecture.
+
+    The class term is the binary KL divergence ``KL(t || p)`` between each anchor's target face
+    probability ``t`` and the student's ``p`` (softmax of its two logits) over every anchor: its
+    gradient in the face logit is ``p - t``, zero where the student agrees with the teacher, and
+    it is 0 there (cross-entropy less the teacher's entropy). The box term is the smooth L1 to
+    the teacher boxes' offsets, weighted per anchor. Both are divided by the normaliser of
+    :class:`MultiBoxLoss` (the ground-truth positives), so the weights are comparable.
+
+    Attributes:
+        conf_weight: weight of the class term.
+        loc_weight: weight of the box term.
+        box_threshold: a teacher box is regressed onto where its score is at least this.
+    """
+
+    conf_weight: float = 1.0
+    loc_weight: float = 1.0
+    box_threshold: float = 0.5
+
+    def __call__(
+        self, loc: torch.Tensor, conf: torch.Tensor, targets: SoftTargets, normaliser: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``loc`` ``(B, A, 4)`` offsets and ``conf`` ``(B, A, 2)`` logits -> ``{"soft_conf",
+        "soft_loc"}``."""
+        log_p = F.log_softmax(conf, dim=2)
+        t = targets.probs.to(log_p.dtype)
+        entropy = torch.special.xlogy(t, t) + torch.special.xlogy(1 - t, 1 - t)
+        kl = entropy - t * log_p[..., 1] - (1 - t) * log_p[..., 0]
+        box = F.smooth_l1_loss(loc, targets.offsets, reduction="none").sum(dim=2)
+        return {
+            "soft_conf": self.conf_weight * kl.sum() / normaliser,
+            "soft_loc": self.loc_weight * (targets.box_weights * box).sum() / normaliser,
         }

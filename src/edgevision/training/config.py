@@ -19,6 +19,8 @@ NON_NEGATIVE = (
     "workers",
     "distill_conf_weight",
     "distill_loc_weight",
+    "soft_conf_weight",
+    "soft_loc_weight",
 )
 
 
@@ -43,6 +45,11 @@ class TrainConfig:
     seed: int = 0  # initial weights, shuffling and augmentation
     distill_conf_weight: float = 1.0  # ours: KL to the teacher's class probabilities
     distill_loc_weight: float = 1.0  # ours: smooth L1 to the teacher's offsets where it sees a face
+    # Teachers of any architecture whose detections on each augmented image are soft targets
+    # (edgevision.training.teachers.teacher_from_specs: "yunet=FILE.onnx", "NAME=WEIGHTS", "NAME").
+    teachers: tuple[str, ...] = ()
+    soft_conf_weight: float = 1.0  # ours: KL to the teachers' face probability on every anchor
+    soft_loc_weight: float = 1.0  # ours: smooth L1 to the teachers' confident boxes
     log_every: int = 10  # steps between log records
     extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
@@ -56,6 +63,8 @@ class TrainConfig:
                 raise ConfigError(f"training option {name} must be {kind}, got {value}")
         if self.momentum >= 1:
             raise ConfigError(f"training option momentum must be below 1, got {self.momentum}")
+        # One spec given alone is one teacher, not a sequence of one-letter ones.
+        self.teachers = (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
         if any(m < 0 for m in self.milestones):
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 

@@ -1,8 +1,9 @@
-"""A training data set of face images with reproducible per-sample augmentation."""
+"""A training data set of face images with reproducible per-sample augmentation and, optionally,
+a teacher's detections on each augmented image."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,23 @@ from torch.utils.data import Dataset
 from edgevision.data.io import read_image
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.data.transforms import Compose, Sample
+from edgevision.detection.detections import Detections
+
+# (image, faces) or, with a teacher, (image, faces, (teacher boxes, teacher scores)): plain tuples,
+# which the training loop moves to the device as they are.
+TrainingSample = (
+    tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+)
 
 
 class FaceTrainingSet(Dataset):
     """Images and their ``(N, 4)`` xyxy faces, augmented by ``transform``.
 
     Sample ``i`` of epoch ``e`` is augmented with the generator seeded by ``(seed, e, i)``, so a
-    resumed run sees the same stream as an uninterrupted one.
+    resumed run sees the same stream as an uninterrupted one. With a ``teacher``
+    (:mod:`edgevision.training.teachers`: augmented ``(H, W, 3)`` uint8 BGR image -> detections),
+    each sample also carries the teacher's detections on the augmented image, made here, in the
+    data-loading process; a deterministic teacher keeps the stream reproducible.
     """
 
     def __init__(
@@ -28,12 +39,14 @@ class FaceTrainingSet(Dataset):
         transform: Compose,
         preprocessing: Preprocessing,
         seed: int = 0,
+        teacher: Callable[[np.ndarray], Detections] | None = None,
     ) -> None:
         self.paths = list(paths)
         self.boxes = list(boxes)
         self.transform = transform
         self.preprocessing = preprocessing
         self.seed = seed
+        self.teacher = teacher
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -42,18 +55,21 @@ class FaceTrainingSet(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(3, S, S)`` float32 network input and ``(N, 4)`` float32 xyxy faces in its pixels."""
+    def __getitem__(self, index: int) -> TrainingSample:
+        """``(3, S, S)`` float32 network input and ``(N, 4)`` float32 xyxy faces in its pixels;
+        with a teacher, also its ``((K, 4) xyxy boxes, (K,) scores)`` in the same pixels."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sample = self.transform(Sample(read_image(self.paths[index]), self.boxes[index]), rng)
-        return torch.from_numpy(self.preprocessing.network_input(sample.image)), torch.from_numpy(
-            sample.boxes
-        )
+        image = torch.from_numpy(self.preprocessing.network_input(sample.image))
+        boxes = torch.from_numpy(sample.boxes)
+        if self.teacher is None:
+            return image, boxes
+        found = self.teacher(sample.image)
+        return image, boxes, (found.boxes, found.scores)
 
 
-def collate_detection(
-    batch: list[tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Stack same-size images ``(B, 3, S, S)``; keep the per-image boxes as a list."""
-    images, boxes = zip(*batch)
-    return torch.stack(images), list(boxes)
+def collate_detection(batch: list[TrainingSample]) -> tuple:
+    """Stack same-size images ``(B, 3, S, S)``; keep the per-image boxes (and teacher detections,
+    when the samples have them) as lists: ``(images, boxes[, detections])``."""
+    images, boxes, *detections = zip(*batch)
+    return (torch.stack(images), list(boxes), *(list(d) for d in detections))

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from edgevision.detection.coder import BoxCoder
-from edgevision.detection.losses import DistillationLoss, MultiBoxLoss, build_targets
+from edgevision.detection.losses import (
+    DistillationLoss,
+    MultiBoxLoss,
+    SoftTargetDistillation,
+    build_soft_targets,
+    build_targets,
+)
 from edgevision.detection.matcher import AnchorMatcher
 from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.errors import DatasetError
@@ -22,13 +28,18 @@ POSITIVES = "positives"  # the count AnchorObjective reports: anchors matched to
 @dataclass
 class AnchorObjective:
     """Multibox loss on the anchors matched to faces, plus dense distillation when a teacher with
-    the same anchors is given: the objective of every single-shot anchor detector.
+    the same anchors is given, plus soft-target distillation when the batch carries teacher
+    detections (a :class:`FaceTrainingSet` with a teacher): the objective of every single-shot
+    anchor detector.
 
     Attributes:
         anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
         coder: the box coder the network's offsets use.
-        matcher: which anchors are a face's.
+        matcher: which anchors are a face's (of the labels and of the teacher's boxes alike).
         teacher: a network with the same anchors, or None.
+        distill: the dense distillation loss (with ``teacher``).
+        multibox: the loss on the labelled faces.
+        soft: the soft-target loss (with teacher detections in the batch).
 
     The losses are divided by the mean number of positives per process, so that DDP's mean of the
     processes' gradients is the gradient of the global batch's loss (each process's own count
@@ -41,6 +52,7 @@ class AnchorObjective:
     teacher: nn.Module | None = None
     distill: DistillationLoss = field(default_factory=DistillationLoss)
     multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
+    soft: SoftTargetDistillation = field(default_factory=SoftTargetDistillation)
 
     @classmethod
     def for_model(
@@ -49,19 +61,26 @@ class AnchorObjective:
         image_size: int,
         teacher: nn.Module | None = None,
         distill: DistillationLoss | None = None,
+        soft: SoftTargetDistillation | None = None,
     ) -> AnchorObjective:
         """The objective of ``model`` (its anchors at ``image_size`` px squares, coder, matcher)."""
         anchors = model.anchors((image_size, image_size))
         if teacher is not None:
             teacher.eval()
-        return cls(anchors, model.coder, model.matcher, teacher, distill or DistillationLoss())
+        return cls(
+            anchors,
+            model.coder,
+            model.matcher,
+            teacher,
+            distill or DistillationLoss(),
+            soft=soft or SoftTargetDistillation(),
+        )
 
-    def __call__(
-        self, net: nn.Module, batch: tuple[torch.Tensor, list[torch.Tensor]]
-    ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-        """``(B, 3, S, S)`` inputs and per-image ``(N_i, 4)`` xyxy faces -> named scalar losses,
-        and ``{"positives": anchors matched to a face}`` (the multibox loss is 0 without any)."""
-        images, boxes = batch
+    def __call__(self, net: nn.Module, batch: tuple) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """``(B, 3, S, S)`` inputs, per-image ``(N_i, 4)`` xyxy faces and, optionally, per-image
+        teacher detections ``((K_i, 4) xyxy, (K_i,) scores)`` -> named scalar losses, and
+        ``{"positives": anchors matched to a face}`` (the multibox loss is 0 without any)."""
+        images, boxes, *detections = batch
         anchors = self.anchors.to(images.device)
         targets = build_targets(boxes, anchors, self.matcher, self.coder)
         positives = (targets.labels > 0).sum()
@@ -73,6 +92,11 @@ class AnchorObjective:
             with torch.no_grad():
                 teacher_loc, teacher_conf = self.teacher(images)
             losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
+        if detections:
+            soft_targets = build_soft_targets(
+                detections[0], targets.labels, anchors, self.matcher, self.coder, self.soft.box_threshold
+            )
+            losses |= self.soft(loc, conf, soft_targets, normaliser)
         return losses, {POSITIVES: int(positives)}
 
 

@@ -1,7 +1,8 @@
 """The ``single_shot_faces`` recipe: a single-shot anchor face detector (FaceBoxes, or any
 :class:`edgevision.detection.single_shot.SingleShotDetector`) trained on a WIDER FACE tree with
 FaceBoxes' augmentation, SGD with warm-up and steps, the multibox loss and, optionally, dense
-distillation from a teacher of the same architecture."""
+distillation from a teacher of the same architecture and soft-target distillation from teachers
+of any architecture (``config.teachers``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.data.transforms import faceboxes_train_transform
 from edgevision.data.widerface import load_split
-from edgevision.detection.losses import DistillationLoss
+from edgevision.detection.losses import DistillationLoss, SoftTargetDistillation
 from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.errors import ConfigError, DatasetError
 from edgevision.models import create_model
@@ -24,6 +25,7 @@ from edgevision.training.loop import fit
 from edgevision.training.objectives import AnchorObjective, require_matched_faces
 from edgevision.training.recipes import register_recipe
 from edgevision.training.schedules import warmup_step_lr
+from edgevision.training.teachers import Teacher, teacher_from_specs
 
 
 @register_recipe("single_shot_faces")
@@ -38,15 +40,16 @@ def train_single_shot_faces(
 ) -> Path:
     """Train ``model_name`` on ``data/WIDER_train``; returns the final weights path.
     ``max_images`` takes the first images only (for quick runs and tests). The input size, output
-    folder and teacher weights are checked before the annotations are read."""
+    folder and teachers' weights are checked before the annotations are read."""
     torch.manual_seed(config.seed)  # the initial weights
     model = create_model(model_name)
     if not isinstance(model, SingleShotDetector):
         raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
+    detection_teacher = teacher_from_specs(config.teachers)  # before the output folder is made
     prepare_run(config, model)
     teacher_net = create_model(model_name, weights=teacher) if teacher else None
     dataset = widerface_training_set(
-        data, config.image_size, model.input_preprocessing, config.seed, max_images
+        data, config.image_size, model.input_preprocessing, config.seed, max_images, detection_teacher
     )
     return train_single_shot(model, dataset, config, teacher_net, resume)
 
@@ -65,6 +68,7 @@ def train_single_shot(
         config.image_size,
         teacher,
         DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
+        SoftTargetDistillation(config.soft_conf_weight, config.soft_loc_weight),
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -90,11 +94,16 @@ def train_single_shot(
 
 
 def widerface_training_set(
-    data: Path, image_size: int, preprocessing: Preprocessing, seed: int, max_images: int | None = None
+    data: Path,
+    image_size: int,
+    preprocessing: Preprocessing,
+    seed: int,
+    max_images: int | None = None,
+    teacher: Teacher | None = None,
 ) -> FaceTrainingSet:
     """WIDER FACE train images (the first ``max_images`` when given) and their faces, leaving out
     those flagged invalid, with FaceBoxes' augmentation to ``image_size`` px squares (padding with
-    the network's mean colour).
+    the network's mean colour), and ``teacher``'s detections on each augmented image when given.
 
     Raises:
         DatasetError: the split is missing or malformed, or no image has a valid face.
@@ -109,6 +118,7 @@ def widerface_training_set(
         faceboxes_train_transform(image_size, _mean_bgr(preprocessing)),
         preprocessing,
         seed=seed,
+        teacher=teacher,
     )
 
 
