@@ -88,6 +88,10 @@ def train(
             "yunet=FILE.onnx, NAME=WEIGHTS or NAME (a registered detector); repeat to ensemble"
         ),
     ] = None,
+    calibrate_teachers: Annotated[
+        bool,
+        typer.Option(help="map each soft teacher's scores to how often they are labelled training faces"),
+    ] = False,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
 ) -> None:
@@ -109,6 +113,7 @@ def train(
         seed=seed,
         log_every=log_every,
         teachers=tuple(soft_teacher or ()),
+        calibrate_teachers=calibrate_teachers,
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
     final = train_model(model, data, config, teacher=teacher, max_images=max_images, resume=resume)

@@ -76,9 +76,12 @@ def test_train_refuses_a_soft_teacher_it_cannot_run_before_anything_is_written(
 
 
 @pytest.mark.slow
-def test_train_with_two_soft_teachers_logs_their_losses(run_cli, data_dir, shared_weights, tmp_path):
-    """YuNet and the reference FaceBoxes, ensembled, on 2 WIDER images for one step: the run logs
-    the soft-target losses beside the multibox ones and records its teachers in the checkpoint."""
+def test_train_with_two_calibrated_soft_teachers_logs_their_losses(
+    run_cli, data_dir, shared_weights, tmp_path
+):
+    """YuNet and the reference FaceBoxes, calibrated on the 2 WIDER images and ensembled, for one
+    step: the run logs the soft-target losses beside the multibox ones and records its teachers
+    and their calibrations (non-decreasing maps into [0, 1]) in the checkpoint."""
     import json
 
     import torch
@@ -93,8 +96,24 @@ def test_train_with_two_soft_teachers_logs_their_losses(run_cli, data_dir, share
         "train", "faceboxes", "--data", str(data_dir / "widerface"), "--out", str(out),
         "--image-size", "256", "--batch-size", "2", "--epochs", "1", "--workers", "0",
         "--max-images", "2", "--log-every", "1", "--soft-teacher", yunet, "--soft-teacher", faceboxes,
+        "--calibrate-teachers",
     )  # fmt: skip
     assert code in (0, None), err
     step = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert {"loc", "conf", "soft_conf", "soft_loc"} <= set(step)
-    assert load_checkpoint(out / "last.pth")["config"]["teachers"] == [yunet, faceboxes]
+    config = load_checkpoint(out / "last.pth")["config"]
+    assert config["teachers"] == [yunet, faceboxes]
+    calibrations = config["extra"]["teacher_calibration"]
+    assert list(calibrations) == [yunet, faceboxes]
+    for fitted in calibrations.values():
+        probabilities = fitted["probabilities"]
+        assert len(fitted["scores"]) == len(probabilities) >= 2
+        assert probabilities == sorted(probabilities) and 0 <= probabilities[0] <= probabilities[-1] <= 1
+
+
+def test_train_refuses_to_calibrate_without_a_soft_teacher(run_cli, assert_one_line_error, tmp_path):
+    out = tmp_path / "run"
+    options = ["--out", str(out), "--calibrate-teachers"]
+    code, _, err = run_cli("train", "faceboxes", "--data", str(tmp_path / "no_data"), *options)
+    assert_one_line_error(code, err, "calibrating teachers needs a teacher", "--soft-teacher")
+    assert not out.exists()

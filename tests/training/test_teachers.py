@@ -1,6 +1,7 @@
 """Teachers: YuNet and the reference FaceBoxes on the bundled photo, the ensemble's merge on a hand
-case, the specs the CLI takes, and a training set that carries a teacher's detections on the
-augmented image, the same for the same seed, epoch and index, in any process."""
+case, the specs the CLI takes, a training set that carries a teacher's detections on the augmented
+image, the same for the same seed, epoch and index, in any process; and the calibration of a
+teacher's scores (matching, fit, map) on hand cases."""
 
 from __future__ import annotations
 
@@ -19,11 +20,20 @@ from edgevision.detection.detections import Detections
 from edgevision.errors import ConfigError, ShapeError, UnknownModelError, WeightsError
 from edgevision.models import create_model
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
+from edgevision.training.teacher_calibration import (
+    UNMATCHED,
+    CalibratedTeacher,
+    ScoreCalibration,
+    calibrate,
+    fit_score_calibration,
+    match_to_faces,
+)
 from edgevision.training.teachers import (
     DetectorTeacher,
     EnsembleTeacher,
     YuNetTeacher,
-    teacher_from_specs,
+    ensemble,
+    teachers_from_specs,
 )
 
 # The astronaut's face in the bundled photo, xyxy px (the reference FaceBoxes' box, rounded).
@@ -94,12 +104,13 @@ def test_the_ensemble_keeps_the_highest_scoring_box_of_each_face():
 
 
 def test_specs_name_teachers_and_bad_ones_fail_in_one_line(tmp_path, yunet_path, reference_weights):
-    assert teacher_from_specs([]) is None
-    assert isinstance(teacher_from_specs([f"yunet={yunet_path}"]), YuNetTeacher)
-    both = teacher_from_specs([f"yunet={yunet_path}", f"faceboxes={reference_weights}"])
+    assert teachers_from_specs([]) == [] and ensemble([]) is None
+    (one,) = teachers_from_specs([f"yunet={yunet_path}"])
+    assert isinstance(one, YuNetTeacher) and ensemble([one]) is one
+    both = ensemble(teachers_from_specs([f"yunet={yunet_path}", f"faceboxes={reference_weights}"]))
     assert isinstance(both, EnsembleTeacher)
     assert [type(t) for t in both.teachers] == [YuNetTeacher, DetectorTeacher]
-    assert isinstance(teacher_from_specs(["faceboxes"]), DetectorTeacher)  # its bundled weights
+    assert isinstance(teachers_from_specs(["faceboxes"])[0], DetectorTeacher)  # its bundled weights
 
     not_onnx = tmp_path / "yunet.onnx"
     not_onnx.write_text("not a model\n")
@@ -115,7 +126,7 @@ def test_specs_name_teachers_and_bad_ones_fail_in_one_line(tmp_path, yunet_path,
     ]
     for specs, error, words in bad:
         with pytest.raises(error, match=words):
-            teacher_from_specs(specs)
+            teachers_from_specs(specs)
 
 
 def astronaut_training_set(astronaut_path: Path, teacher) -> FaceTrainingSet:
@@ -168,3 +179,48 @@ def test_collate_keeps_teacher_detections_per_image():
     assert [len(boxes) for boxes, _ in detections] == [2, 0]
     assert torch.equal(detections[0][1], torch.tensor([0.9, 0.1]))
     assert len(collate_detection([first[:2], second[:2]])) == 2
+
+
+def test_matching_gives_each_face_to_the_best_scoring_detection_over_the_iou():
+    """Face 0 (0,0,10,10) is overlapped by detections 0 (score 0.6, IoU 1) and 1 (0.9, IoU 0.81):
+    the better score takes it, the other is left without. Detection 2 overlaps face 1 (20,0,30,10)
+    by exactly 0.5 (a 10x5 half) and takes it; detection 3 touches nothing."""
+    found = Detections(
+        torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 0, 30, 5], [50, 50, 60, 60]], dtype=torch.float32),
+        torch.tensor([0.6, 0.9, 0.3, 0.8]),
+    )
+    faces = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], dtype=np.float32)
+    assert match_to_faces(found, faces).tolist() == [UNMATCHED, 0, 1, UNMATCHED]
+    assert match_to_faces(found, faces[:0]).tolist() == [UNMATCHED] * 4
+    assert match_to_faces(Detections.empty(), faces).tolist() == []
+
+
+def test_calibration_fit_by_hand():
+    """Bins [0, 0.1), [0.1, 0.2), ..., one knot each at its mean score: 0.05 and 0.07 (none on a
+    face) -> (0.06, 0); 0.15 on, 0.15 off, 0.17 off -> (0.156.., 1/3); 0.55 off -> (0.55, 0), raised
+    to 1/3 (a higher score never means less); 0.95 and 1.0 (in the last bin, closed) on ->
+    (0.975, 1). Between knots the map is linear, flat beyond them."""
+    scores = np.array([0.05, 0.07, 0.15, 0.15, 0.17, 0.55, 0.95, 1.0])
+    on_face = np.array([0, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
+    fitted = fit_score_calibration(scores, on_face)
+    np.testing.assert_allclose(fitted.scores, [0.06, 0.47 / 3, 0.55, 0.975])
+    np.testing.assert_allclose(fitted.probabilities, [0, 1 / 3, 1 / 3, 1])
+    mapped = fitted(torch.tensor([0.0, 0.06, 0.55 + (0.975 - 0.55) / 2, 1.0]))
+    torch.testing.assert_close(mapped, torch.tensor([0, 0, 2 / 3, 1], dtype=torch.float32))
+    assert fit_score_calibration(np.zeros(0), np.zeros(0, bool)) == ScoreCalibration((0.0, 1.0), (0.0, 1.0))
+
+
+def test_calibrate_leaves_out_detections_on_invalid_faces_and_rescores(tmp_path):
+    """On an image with a valid face (0,0,10,10) and an invalid one (20,0,30,10): the 0.95 detection
+    is on the valid face, the 0.85 one on the invalid face (left out of the fit: counted, it would
+    add a knot), the 0.75 one on nothing. So 0.75 maps to 0, 0.95 to 1 and 0.85 halfway."""
+    path = tmp_path / "image.png"
+    cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
+    teacher = FixedTeacher([[0, 0, 10, 10], [20, 0, 30, 10], [30, 30, 40, 40]], [0.95, 0.85, 0.75])
+    faces = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], dtype=np.float32)
+    calibration = calibrate(teacher, [(path, faces, np.array([True, False]))])
+    np.testing.assert_allclose(calibration.scores, [0.75, 0.95], rtol=1e-6)
+    assert calibration.probabilities == (0.0, 1.0)
+    rescored = CalibratedTeacher(teacher, calibration)(np.zeros((40, 40, 3), np.uint8))
+    torch.testing.assert_close(rescored.scores, torch.tensor([1.0, 0.5, 0.0]))
+    assert torch.equal(rescored.boxes, teacher.found.boxes)

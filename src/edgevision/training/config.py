@@ -46,8 +46,11 @@ class TrainConfig:
     distill_conf_weight: float = 1.0  # ours: KL to the teacher's class probabilities
     distill_loc_weight: float = 1.0  # ours: smooth L1 to the teacher's offsets where it sees a face
     # Teachers of any architecture whose detections on each augmented image are soft targets
-    # (edgevision.training.teachers.teacher_from_specs: "yunet=FILE.onnx", "NAME=WEIGHTS", "NAME").
+    # (edgevision.training.teachers.teachers_from_specs: "yunet=FILE.onnx", "NAME=WEIGHTS", "NAME").
     teachers: tuple[str, ...] = ()
+    # ours: map each teacher's scores to how often they are labelled faces of the training images
+    # (edgevision.training.teacher_calibration), fitted before training starts
+    calibrate_teachers: bool = False
     soft_conf_weight: float = 1.0  # ours: KL to the teachers' face probability on every anchor
     soft_loc_weight: float = 1.0  # ours: smooth L1 to the teachers' confident boxes
     log_every: int = 10  # steps between log records
@@ -65,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"training option momentum must be below 1, got {self.momentum}")
         # One spec given alone is one teacher, not a sequence of one-letter ones.
         self.teachers = (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
+        if self.calibrate_teachers and not self.teachers:
+            raise ConfigError("calibrating teachers needs a teacher to calibrate (--soft-teacher)")
         if any(m < 0 for m in self.milestones):
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 

@@ -25,7 +25,8 @@ from edgevision.training.loop import fit
 from edgevision.training.objectives import AnchorObjective, require_matched_faces
 from edgevision.training.recipes import register_recipe
 from edgevision.training.schedules import warmup_step_lr
-from edgevision.training.teachers import Teacher, teacher_from_specs
+from edgevision.training.teacher_calibration import CalibratedTeacher, calibrate
+from edgevision.training.teachers import Teacher, ensemble, teachers_from_specs
 
 
 @register_recipe("single_shot_faces")
@@ -45,9 +46,12 @@ def train_single_shot_faces(
     model = create_model(model_name)
     if not isinstance(model, SingleShotDetector):
         raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
-    detection_teacher = teacher_from_specs(config.teachers)  # before the output folder is made
+    teachers = teachers_from_specs(config.teachers)  # their weights read before the output folder is made
     prepare_run(config, model)
     teacher_net = create_model(model_name, weights=teacher) if teacher else None
+    if config.calibrate_teachers:
+        teachers = calibrated_on_widerface(teachers, config, data, max_images)
+    detection_teacher = ensemble(teachers)
     dataset = widerface_training_set(
         data, config.image_size, model.input_preprocessing, config.seed, max_images, detection_teacher
     )
@@ -120,6 +124,23 @@ def widerface_training_set(
         seed=seed,
         teacher=teacher,
     )
+
+
+def calibrated_on_widerface(
+    teachers: list[Teacher], config: TrainConfig, data: Path, max_images: int | None = None
+) -> list[Teacher]:
+    """Each teacher with its scores calibrated on the WIDER FACE train images (the first
+    ``max_images``) at their own size; the fitted maps go into ``config.extra`` (and so into the
+    checkpoints), under ``teacher_calibration``, by teacher spec."""
+    split = load_split(data, "train")
+    images = [(split.image_path(r), r.boxes, r.valid) for r in split.records[:max_images]]
+    calibrated, fitted = [], {}
+    for spec, teacher in zip(config.teachers, teachers):
+        calibration = calibrate(teacher, images)
+        calibrated.append(CalibratedTeacher(teacher, calibration))
+        fitted[spec] = {"scores": calibration.scores, "probabilities": calibration.probabilities}
+    config.extra["teacher_calibration"] = fitted
+    return calibrated
 
 
 def _mean_bgr(preprocessing: Preprocessing) -> tuple[float, float, float]:

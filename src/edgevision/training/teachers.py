@@ -150,21 +150,24 @@ class EnsembleTeacher:
         return Detections(boxes[kept], scores[kept])
 
 
-def teacher_from_specs(specs: Sequence[str], score_floor: float = SCORE_FLOOR) -> Teacher | None:
-    """The teacher named by ``specs`` (None for none; an :class:`EnsembleTeacher` for several),
-    each ``yunet=FILE.onnx``, ``NAME=WEIGHTS`` for a registered detector, or ``NAME`` for a
-    registered detector with its bundled weights. Every weights file is read here, before any
-    training data.
+def teachers_from_specs(specs: Sequence[str], score_floor: float = SCORE_FLOOR) -> list[Teacher]:
+    """The teachers named by ``specs``, each ``yunet=FILE.onnx``, ``NAME=WEIGHTS`` for a
+    registered detector, or ``NAME`` for a registered detector with its bundled weights. Every
+    weights file is read here, before any training data.
 
     Raises:
         ConfigError: a spec is malformed.
         UnknownModelError: a name is neither ``yunet`` nor a registered detector.
         WeightsError: a weights file is missing or does not fit.
     """
-    teachers = [_one_teacher(spec, score_floor) for spec in specs]
-    if not teachers:
-        return None
-    return teachers[0] if len(teachers) == 1 else EnsembleTeacher(teachers)
+    return [_one_teacher(spec, score_floor) for spec in specs]
+
+
+def ensemble(teachers: Sequence[Teacher]) -> Teacher | None:
+    """None for no teacher, the teacher itself for one, an :class:`EnsembleTeacher` for more."""
+    if len(teachers) < 2:
+        return teachers[0] if teachers else None
+    return EnsembleTeacher(teachers)
 
 
 def _one_teacher(spec: str, score_floor: float) -> Teacher:
