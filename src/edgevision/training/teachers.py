@@ -41,9 +41,11 @@ def _check_image(image: np.ndarray) -> None:
 class YuNetTeacher:
     """YuNet (libfacedetection) through OpenCV's ``cv2.FaceDetectorYN``, at the image's own size.
 
-    YuNet's scores are already probabilities in [0, 1] (the geometric mean of its class and
-    objectness outputs), so they are used as they are. Boxes are clipped to the image (YuNet's may
-    stick out of it).
+    YuNet's scores are already in [0, 1] (the geometric mean of its class and objectness outputs)
+    and are used as they are; below 0.7 they overstate how often a box is a face (on the WIDER
+    train images, boxes at 0.5-0.7 are labelled faces 36% of the time), which
+    :class:`~edgevision.training.teacher_calibration.CalibratedTeacher` corrects. Boxes are
+    clipped to the image (YuNet's may stick out of it).
 
     Args:
         weights: a YuNet ONNX file, e.g. ``yunet_n_dynamic.onnx`` (a dynamic-input model: a fixed
@@ -80,12 +82,19 @@ class YuNetTeacher:
         """This process's OpenCV detector (made again after a fork: OpenCV's thread pool and
         network state are not shared safely with the parent)."""
         if self._detector is None or self._pid != os.getpid():
+            # OpenCV 5 warns on stderr, at every creation, that its new graph engine takes no
+            # target: noise in every data-loading process, so its log is quieted meanwhile.
+            logging = cv2.utils.logging
+            level = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_ERROR)
             try:
                 self._detector = cv2.FaceDetectorYN.create(
                     str(self.weights), "", (320, 320), self.score_floor, self.nms_iou, self.top_k
                 )
             except cv2.error:
                 raise self._not_yunet() from None
+            finally:
+                logging.setLogLevel(level)
             self._pid = os.getpid()
         return self._detector
 
