@@ -94,6 +94,12 @@ def train(
     ] = False,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="ImageNet weights the model's body starts from (models with a backbone, e.g. tinyfaces)"
+        ),
+    ] = None,
 ) -> None:
     """Train a detector; a checkpoint is written every epoch. Use torchrun for several processes."""
     from edgevision.training.config import TrainConfig
@@ -116,7 +122,10 @@ def train(
         calibrate_teachers=calibrate_teachers,
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
-    final = train_model(model, data, config, teacher=teacher, max_images=max_images, resume=resume)
+    options = {"backbone_weights": str(backbone_weights)} if backbone_weights is not None else {}
+    final = train_model(
+        model, data, config, teacher=teacher, max_images=max_images, resume=resume, model_options=options
+    )
     typer.echo(f"weights: {final}")
 
 

@@ -49,10 +49,17 @@ class DetectorModel(Protocol):
     onnx_output_names: tuple[str, ...]
 
     def decode(
-        self, outputs: Sequence[torch.Tensor], input_size: tuple[int, int]
+        self,
+        outputs: Sequence[torch.Tensor],
+        input_size: tuple[int, int],
+        *,
+        scale: float = 1.0,
+        scales: Sequence[float] = (1.0,),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The first image's outputs for an ``(H, W)`` input -> ``(K, 4)`` xyxy boxes in input
-        pixels and ``(K,)`` scores in [0, 1]."""
+        pixels and ``(K,)`` scores in [0, 1]. ``scale`` is the pyramid scale the input was made
+        at, one of ``scales``, the whole pyramid (a detector that assigns face sizes to scales,
+        as Tiny Faces does, keeps only what ``scale`` is responsible for)."""
         ...
 
 
@@ -101,7 +108,9 @@ class Detector:
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.network = network or self.model
         self.preprocessing = preprocessing or model.input_preprocessing
-        self.scales = tuple(check_scale(s, "a pyramid scale") for s in (scales or model.test_scales))
+        self.scales = tuple(
+            check_scale(s, "a pyramid scale") for s in (model.test_scales if scales is None else scales)
+        )
         if not self.scales:
             raise ConfigError("a detector needs at least one pyramid scale")
         self.postprocess = postprocess or PostProcess()
@@ -126,14 +135,18 @@ class Detector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
         boxes, scores = [], []
-        for factor in (scale * s for s in self.scales):
-            scaled_boxes, scaled_scores = self._detect_at(image, factor)
+        for pyramid_scale in self.scales:
+            factor = scale * pyramid_scale
+            scaled_boxes, scaled_scores = self._detect_at(image, factor, pyramid_scale)
             boxes.append(scaled_boxes / factor)
             scores.append(scaled_scores)
         return self.postprocess(torch.cat(boxes), torch.cat(scores)).to("cpu")
 
-    def _detect_at(self, image: np.ndarray, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``."""
+    def _detect_at(
+        self, image: np.ndarray, factor: float, pyramid_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``
+        (the pyramid's ``pyramid_scale`` times the caller's scale)."""
         height, width = round(image.shape[0] * factor), round(image.shape[1] * factor)
         if min(height, width) < self.model.min_input_size:
             raise ConfigError(
@@ -147,4 +160,5 @@ class Detector:
             )
         inputs = torch.from_numpy(self.preprocessing.network_input(image))[None].to(self.device)
         outputs = self.network(inputs)
-        return self.model.decode(outputs, (image.shape[0], image.shape[1]))
+        size = (image.shape[0], image.shape[1])
+        return self.model.decode(outputs, size, scale=pyramid_scale, scales=self.scales)

@@ -48,10 +48,16 @@ class SingleShotDetector(nn.Module):
         return generate_anchors(self.anchor_levels, (int(image_size[0]), int(image_size[1])))
 
     def decode(
-        self, outputs: Sequence[torch.Tensor], input_size: tuple[int, int]
+        self,
+        outputs: Sequence[torch.Tensor],
+        input_size: tuple[int, int],
+        *,
+        scale: float = 1.0,
+        scales: Sequence[float] = (1.0,),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The first image's ``loc`` and ``conf`` -> ``(A, 4)`` xyxy boxes in input pixels and
-        ``(A,)`` face probabilities."""
+        ``(A,)`` face probabilities, at every pyramid scale alike."""
+        del scale, scales  # every anchor detects at every scale
         loc, conf = outputs
         anchors = self.anchors(input_size).to(loc.device)
         if loc.shape[1] != len(anchors) or conf.shape[1] != len(anchors):

@@ -1,16 +1,18 @@
 """Training recipes: how ``edgevision train MODEL`` trains each registered model.
 
 A model names its recipe in the registry (``register_model(..., recipe=NAME)``); a recipe is a
-function ``recipe(model_name, data, config, *, teacher, max_images, resume) -> Path`` (the final
-weights) that builds the model, its data set, objective, optimiser and schedule and hands them to
-:func:`edgevision.training.loop.fit`. Registering a recipe is all a new model needs to train.
+function ``recipe(model_name, data, config, *, teacher, max_images, resume, model_options) ->
+Path`` (the final weights; ``model_options`` are config overrides of the model, e.g. the ImageNet
+weights its body starts from) that builds the model, its data set, objective, optimiser and
+schedule and hands them to :func:`edgevision.training.loop.fit`. Registering a recipe is all a new model needs to train.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from edgevision.errors import ConfigError
 from edgevision.models import model_info
@@ -60,9 +62,20 @@ def train_model(
     teacher: Path | None = None,
     max_images: int | None = None,
     resume: bool = False,
+    model_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Train registered model ``model`` with its recipe; returns the final weights' path."""
-    return recipe_for(model)(model, data, config, teacher=teacher, max_images=max_images, resume=resume)
+    """Train registered model ``model`` (built with ``model_options`` overrides) with its recipe;
+    returns the final weights' path."""
+    recipe = recipe_for(model)
+    return recipe(
+        model,
+        data,
+        config,
+        teacher=teacher,
+        max_images=max_images,
+        resume=resume,
+        model_options=model_options or {},
+    )
 
 
 def _trainable_models() -> list[str]:

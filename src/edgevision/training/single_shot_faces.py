@@ -6,8 +6,10 @@ of any architecture (``config.teachers``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,12 +40,14 @@ def train_single_shot_faces(
     teacher: Path | None = None,
     max_images: int | None = None,
     resume: bool = False,
+    model_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Train ``model_name`` on ``data/WIDER_train``; returns the final weights path.
+    """Train ``model_name`` (built with ``model_options``) on ``data/WIDER_train``; returns the
+    final weights path.
     ``max_images`` takes the first images only (for quick runs and tests). The input size, output
     folder and teachers' weights are checked before the annotations are read."""
     torch.manual_seed(config.seed)  # the initial weights
-    model = create_model(model_name)
+    model = create_model(model_name, **(model_options or {}))
     if not isinstance(model, SingleShotDetector):
         raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
     teachers = teachers_from_specs(config.teachers)  # their weights read before the output folder is made

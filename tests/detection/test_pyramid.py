@@ -1,0 +1,90 @@
+"""The pyramid in :class:`Detector`: each scale's boxes come back in the original image's pixels,
+one NMS runs across the scales, and the model learns which scale it decodes (hand-computed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from edgevision.data.preprocessing import Preprocessing
+from edgevision.detection.detector import Detector
+from edgevision.errors import ConfigError
+
+
+class StubDetector:
+    """A detector whose 'network' output is ignored: at every scale it reports the centre quarter
+    of its input (score by scale) and one box only that scale sees, 10 x 10 px at the input's
+    top-left corner."""
+
+    input_preprocessing = Preprocessing()
+    test_scales = (0.5, 1.0, 2.0)
+    min_input_size = 8
+    onnx_output_names = ("x",)
+    scores = {0.5: 0.7, 1.0: 0.9, 2.0: 0.8}
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[int, int], float, tuple[float, ...]]] = []
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (x,)
+
+    def decode(
+        self,
+        outputs: Sequence[torch.Tensor],
+        input_size: tuple[int, int],
+        *,
+        scale: float = 1.0,
+        scales: Sequence[float] = (1.0,),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append((input_size, scale, tuple(scales)))
+        height, width = input_size
+        centre = [width / 4, height / 4, 3 * width / 4, 3 * height / 4]
+        corner = [0.0, 0.0, 10.0, 10.0]
+        return torch.tensor([centre, corner]), torch.tensor([self.scores[scale], 0.5 + scale / 10])
+
+
+def test_each_scale_is_rescaled_to_the_image_and_one_nms_merges_them() -> None:
+    stub = StubDetector()
+    image = np.zeros((200, 400, 3), np.uint8)
+    found = Detector(stub, device=torch.device("cpu"), network=stub).detect(image)
+    assert stub.seen == [((100, 200), 0.5, (0.5, 1.0, 2.0)), ((200, 400), 1.0, (0.5, 1.0, 2.0)),
+                         ((400, 800), 2.0, (0.5, 1.0, 2.0))]  # fmt: skip
+    # The three centre boxes are one face in the image (100, 50, 300, 150): the best (1x) is kept.
+    # The corner boxes are 20, 10 and 5 px in the image; 5 px sits inside 10 inside 20, but with
+    # IoU 0.25 each: NMS at 0.3 keeps all three.
+    expected = [
+        ([100, 50, 300, 150], 0.9),
+        ([0, 0, 5, 5], 0.7),
+        ([0, 0, 10, 10], 0.6),
+        ([0, 0, 20, 20], 0.55),
+    ]
+    torch.testing.assert_close(found.boxes, torch.tensor([box for box, _ in expected], dtype=torch.float32))
+    torch.testing.assert_close(found.scores, torch.tensor([score for _, score in expected]))
+
+
+def test_the_callers_scale_multiplies_every_pyramid_scale() -> None:
+    stub = StubDetector()
+    found = Detector(stub, device=torch.device("cpu"), network=stub, scales=(1.0, 2.0)).detect(
+        np.zeros((200, 400, 3), np.uint8), scale=0.5
+    )
+    assert [size for size, _, _ in stub.seen] == [(100, 200), (200, 400)]
+    torch.testing.assert_close(found.boxes[0], torch.tensor([100.0, 50.0, 300.0, 150.0]))
+
+
+@pytest.mark.parametrize("scales", [(0.0,), (-1.0, 1.0), (float("nan"),), ()])
+def test_a_bad_scale_list_is_refused(scales: tuple[float, ...]) -> None:
+    stub = StubDetector()
+    with pytest.raises(ConfigError, match="pyramid scale"):
+        Detector(stub, device=torch.device("cpu"), network=stub, scales=scales)
+
+
+def test_an_image_smaller_than_the_detectors_input_is_refused() -> None:
+    stub = StubDetector()
+    detector = Detector(stub, device=torch.device("cpu"), network=stub)
+    with pytest.raises(
+        ConfigError, match=r"scaled by 0.5 is 6x5, smaller than the detector's smallest input, 8 px"
+    ):
+        detector.detect(np.zeros((10, 12, 3), np.uint8))
