@@ -4,7 +4,8 @@ A model names its recipe in the registry (``register_model(..., recipe=NAME)``);
 function ``recipe(model_name, data, config, *, teacher, max_images, resume, model_options) ->
 Path`` (the final weights; ``model_options`` are config overrides of the model, e.g. the ImageNet
 weights its body starts from) that builds the model, its data set, objective, optimiser and
-schedule and hands them to :func:`edgevision.training.loop.fit`. Registering a recipe is all a new model needs to train.
+schedule and hands them to :func:`edgevision.training.loop.fit`. Registering a recipe is all a
+new model needs to train.
 """
 
 from __future__ import annotations
