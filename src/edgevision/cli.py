@@ -88,6 +88,9 @@ def train(
             "yunet=FILE.onnx, NAME=WEIGHTS or NAME (a registered detector); repeat to ensemble"
         ),
     ] = None,
+    augment: Annotated[
+        str, typer.Option(help="faceboxes (FaceBoxes' crops) or small_faces (mosaics and zoom-out first)")
+    ] = "faceboxes",
     calibrate_teachers: Annotated[
         bool,
         typer.Option(help="map each soft teacher's scores to how often they are labelled training faces"),
@@ -120,6 +123,7 @@ def train(
         log_every=log_every,
         teachers=tuple(soft_teacher or ()),
         calibrate_teachers=calibrate_teachers,
+        augment=augment,
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
     options = {"backbone_weights": str(backbone_weights)} if backbone_weights is not None else {}

@@ -122,3 +122,26 @@ def test_weights_made_non_finite_by_the_last_step_are_never_saved(tmp_path, synt
     with pytest.raises(TrainingDivergedError, match="epoch 0, step 1: the weights hold NaN or inf"):
         train_single_shot(create_model("faceboxes"), dataset, tiny_config(out, lr=3e38, epochs=1))
     assert not list(out.glob("*.pth"))
+
+
+def test_an_unknown_augmentation_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="augment must be one of faceboxes, small_faces, got 'mixup'"):
+        tiny_config(tmp_path, augment="mixup")
+
+
+def test_small_face_augmentation_mosaics_the_sets_own_images(data_dir) -> None:
+    """With ``small_faces`` a sample may hold faces of several training images (its mosaics draw
+    the set's other images), is reproducible, and its faces are smaller than FaceBoxes' crops."""
+    root = data_dir / "widerface"
+    preprocessing = create_model("faceboxes").input_preprocessing
+    small = widerface_training_set(root, 256, preprocessing, seed=0, max_images=16, augment="small_faces")
+    plain = widerface_training_set(root, 256, preprocessing, seed=0, max_images=16)
+    assert torch.equal(small[3][0], small[3][0]) and torch.equal(small[3][1], small[3][1])
+    counts = [len(small[i][1]) for i in range(16)]
+    assert any(count > len(boxes) for count, boxes in zip(counts, small.boxes)), counts
+
+    def median_height(dataset) -> float:
+        heights = torch.cat([dataset[i][1][:, 3] - dataset[i][1][:, 1] for i in range(16)])
+        return float(heights.median())
+
+    assert median_height(small) < 0.8 * median_height(plain)

@@ -24,6 +24,9 @@ NON_NEGATIVE = (
 )
 
 
+AUGMENTATIONS = ("faceboxes", "small_faces")
+
+
 @dataclass
 class TrainConfig:
     """Training hyper-parameters. Defaults are FaceBoxes.PyTorch's (which follow the paper,
@@ -53,6 +56,9 @@ class TrainConfig:
     calibrate_teachers: bool = False
     soft_conf_weight: float = 1.0  # ours: KL to the teachers' face probability on every anchor
     soft_loc_weight: float = 1.0  # ours: smooth L1 to the teachers' confident boxes
+    # The training augmentation: "faceboxes" (FaceBoxes' crop, which enlarges faces, Sec. 4.1) or
+    # "small_faces" (ours: mosaics and zoom-out first, edgevision.data.transforms)
+    augment: str = "faceboxes"
     log_every: int = 10  # steps between log records
     extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
@@ -70,6 +76,8 @@ class TrainConfig:
         self.teachers = (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
         if self.calibrate_teachers and not self.teachers:
             raise ConfigError("calibrating teachers needs a teacher to calibrate (--soft-teacher)")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if any(m < 0 for m in self.milestones):
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 

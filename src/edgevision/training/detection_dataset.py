@@ -55,6 +55,12 @@ class FaceTrainingSet(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def raw_sample(self, rng: np.random.Generator) -> Sample:
+        """A random image of the set with its faces, un-augmented (what a mosaic draws), chosen
+        by ``rng``: the caller's generator keeps the stream reproducible."""
+        index = int(rng.integers(len(self.paths)))
+        return Sample(read_image(self.paths[index]), self.boxes[index])
+
     def __getitem__(self, index: int) -> TrainingSample:
         """``(3, S, S)`` float32 network input and ``(N, 4)`` float32 xyxy faces in its pixels;
         with a teacher, also its ``((K, 4) xyxy boxes, (K,) scores)`` in the same pixels."""

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgevision.data.preprocessing import Preprocessing
-from edgevision.data.transforms import faceboxes_train_transform
+from edgevision.data.transforms import faceboxes_train_transform, small_face_train_transform
 from edgevision.data.widerface import load_split
 from edgevision.detection.losses import DistillationLoss, SoftTargetDistillation
 from edgevision.detection.single_shot import SingleShotDetector
@@ -57,7 +57,13 @@ def train_single_shot_faces(
         teachers = calibrated_on_widerface(teachers, config, data, max_images)
     detection_teacher = ensemble(teachers)
     dataset = widerface_training_set(
-        data, config.image_size, model.input_preprocessing, config.seed, max_images, detection_teacher
+        data,
+        config.image_size,
+        model.input_preprocessing,
+        config.seed,
+        max_images,
+        detection_teacher,
+        config.augment,
     )
     return train_single_shot(model, dataset, config, teacher_net, resume)
 
@@ -108,10 +114,12 @@ def widerface_training_set(
     seed: int,
     max_images: int | None = None,
     teacher: Teacher | None = None,
+    augment: str = "faceboxes",
 ) -> FaceTrainingSet:
     """WIDER FACE train images (the first ``max_images`` when given) and their faces, leaving out
-    those flagged invalid, with FaceBoxes' augmentation to ``image_size`` px squares (padding with
-    the network's mean colour), and ``teacher``'s detections on each augmented image when given.
+    those flagged invalid, with ``augment``'s augmentation to ``image_size`` px squares (FaceBoxes';
+    or ``small_faces``: mosaics of these images, zoom-out, then FaceBoxes'), padding with the
+    network's mean colour, and ``teacher``'s detections on each augmented image when given.
 
     Raises:
         DatasetError: the split is missing or malformed, or no image has a valid face.
@@ -120,7 +128,7 @@ def widerface_training_set(
     records = split.records[:max_images] if max_images else split.records
     if not any(r.valid.any() for r in records):
         raise DatasetError(f"none of the {len(records)} training images in {data} has a valid face")
-    return FaceTrainingSet(
+    dataset = FaceTrainingSet(
         [split.image_path(r) for r in records],
         [r.boxes[r.valid] for r in records],
         faceboxes_train_transform(image_size, _mean_bgr(preprocessing)),
@@ -128,6 +136,11 @@ def widerface_training_set(
         seed=seed,
         teacher=teacher,
     )
+    if augment == "small_faces":  # its mosaics draw the data set's other images
+        dataset.transform = small_face_train_transform(
+            image_size, _mean_bgr(preprocessing), dataset.raw_sample
+        )
+    return dataset
 
 
 def calibrated_on_widerface(
