@@ -97,6 +97,10 @@ def train(
     ] = False,
     max_images: Annotated[int | None, typer.Option(min=1, help="train on the first N images only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
+    init_weights: Annotated[
+        Path | None,
+        typer.Option(help="weights of this model to start from (fine-tuning), e.g. its bundled ones"),
+    ] = None,
     backbone_weights: Annotated[
         Path | None,
         typer.Option(
@@ -127,6 +131,8 @@ def train(
         extra={"data": str(data), "teacher": str(teacher) if teacher else None},
     )
     options = {"backbone_weights": str(backbone_weights)} if backbone_weights is not None else {}
+    if init_weights is not None:
+        options["weights"] = str(init_weights)
     final = train_model(
         model, data, config, teacher=teacher, max_images=max_images, resume=resume, model_options=options
     )

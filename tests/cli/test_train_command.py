@@ -117,3 +117,29 @@ def test_train_refuses_to_calibrate_without_a_soft_teacher(run_cli, assert_one_l
     code, _, err = run_cli("train", "faceboxes", "--data", str(tmp_path / "no_data"), *options)
     assert_one_line_error(code, err, "calibrating teachers needs a teacher", "--soft-teacher")
     assert not out.exists()
+
+
+def test_init_weights_start_the_run_from_them(run_cli, assert_one_line_error, tmp_path, data_dir):
+    """--init-weights: training starts from the given weights (here with a learning rate too small
+    to move them); a file that is not weights is refused before the data is read."""
+    import torch
+
+    from edgevision.models import model_info
+    from edgevision.models.checkpoint import load_checkpoint
+
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not weights\n")
+    code, _, err = run_cli(
+        "train", "faceboxes", "--data", str(tmp_path / "no_data"), "--out", str(tmp_path / "x"),
+        "--image-size", "128", "--init-weights", str(bad),
+    )  # fmt: skip
+    assert_one_line_error(code, err, "not a PyTorch weights file")
+    bundled = model_info("faceboxes").weights_path
+    code, _, err = run_cli(
+        "train", "faceboxes", "--data", str(data_dir / "widerface"), "--out", str(tmp_path / "run"),
+        "--image-size", "128", "--batch-size", "4", "--epochs", "1", "--max-images", "4", "--workers", "0",
+        "--lr", "1e-12", "--warmup-epochs", "0", "--milestones", "", "--init-weights", str(bundled),
+    )  # fmt: skip
+    assert code == 0, err
+    final, start = load_checkpoint(tmp_path / "run" / "final.pth"), load_checkpoint(bundled)
+    torch.testing.assert_close(final["conv1.conv.weight"], start["conv1.conv.weight"], rtol=0, atol=1e-6)
