@@ -37,7 +37,7 @@ def main(
     )
     print("templates (w, h):", [tuple(float(v) for v in row) for row in np.round(templates)])
     for name, faces in (("faces at their pyramid scale", scaled), ("faces at their own size", sizes)):
-        for k in (1, count):
+        for k in sorted({1, count}):
             fit = centred_iou(faces, cluster_templates(faces, k)).max(axis=1).mean()
             print(f"mean best IoU, {name}, {k} template(s): {fit:.3f}")
 

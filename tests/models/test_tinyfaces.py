@@ -11,7 +11,7 @@ import torch
 
 from edgevision.detection.detector import Detector
 from edgevision.models import create_model, list_models, model_info
-from edgevision.models.tinyfaces import assigned_scale, cluster_templates, template_mask
+from edgevision.models.tinyfaces import assigned_scale, cluster_templates, responsible
 
 PAPER = (0.5, 1.0, 2.0)
 
@@ -41,20 +41,29 @@ def test_without_upsampling_small_faces_fall_to_the_native_scale() -> None:
     assert assigned_scale(300, (1.0,)) == 1.0
 
 
-def test_each_scale_keeps_the_templates_it_is_responsible_for() -> None:
-    """Templates of 20, 60 and 200 px: at 2x they see faces of 10, 30, 100 px (the first two are
-    2x's); at 1x faces of 20, 60, 200 (only 60 is 1x's); at 0.5x faces of 40, 120, 400 (400)."""
-    heights = [20.0, 60.0, 200.0]
-    assert template_mask(heights, 2.0, PAPER).tolist() == [True, True, False]
-    assert template_mask(heights, 1.0, PAPER).tolist() == [False, True, False]
-    assert template_mask(heights, 0.5, PAPER).tolist() == [False, False, True]
-    assert template_mask(heights, 1.0, (1.0,)).tolist() == [True, True, True]
+def test_each_scale_keeps_the_boxes_it_is_responsible_for() -> None:
+    """Boxes of 20, 60 and 200 px at the input: at 2x they are faces of 10, 30, 100 px (the first
+    two are 2x's); at 1x faces of 20, 60, 200 (only 60 is 1x's); at 0.5x of 40, 120, 400 (400)."""
+    heights = torch.tensor([20.0, 60.0, 200.0])
+    assert responsible(heights, 2.0, PAPER).tolist() == [True, True, False]
+    assert responsible(heights, 1.0, PAPER).tolist() == [False, True, False]
+    assert responsible(heights, 0.5, PAPER).tolist() == [False, False, True]
+    assert responsible(heights, 1.0, (1.0,)).tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize("scales", [PAPER, (1.0, 0.5), (2.0, 1.0), (0.25, 0.5, 1.0, 2.0)])
+def test_the_vectorised_rule_equals_the_scalar_one(scales: tuple[float, ...]) -> None:
+    heights = torch.exp(torch.linspace(np.log(2.0), np.log(2000.0), 400))
+    for scale in scales:
+        expected = [assigned_scale(float(h) / scale, scales) == scale for h in heights]
+        assert responsible(heights, scale, scales).tolist() == expected
 
 
 def test_decode_of_a_hand_set_output() -> None:
     """A 16 x 24 input: 2 x 3 cells of 8 px, 8 templates each. Zero offsets put each template at
     its cell centre; a face logit of 10 on cell (1, 2)'s template 3 (52 x 64 px) makes it the one
-    face. At 1x in the paper's pyramid, templates 2-6 (48-100 px tall) are kept, so 5 per cell."""
+    face. At 1x in the paper's pyramid, the boxes 40-140 px tall are kept: templates 2-6 (48-128
+    px), so 5 per cell."""
     model = create_model("tinyfaces").eval()
     cells, count = 6, len(model.config.templates)
     loc = torch.zeros(1, cells * count, 4)

@@ -9,7 +9,7 @@ from edgevision.models import nasnet as _nasnet  # noqa: F401  (registers "nasne
 from edgevision.models import resnet as _resnet  # noqa: F401  (registers "resnet50_dcn")
 from edgevision.models import rfcn as _rfcn  # noqa: F401  (registers "rfcn_resnet50_dcn")
 from edgevision.models import ssdlite as _ssdlite  # noqa: F401  (registers "ssdlite_mobilenet_v2")
-from edgevision.models import tinyfaces as _tinyfaces  # noqa: F401  (registers "tinyfaces")
+from edgevision.models import tinyfaces as _tinyfaces  # noqa: F401  (registers "tinyfaces" and its ablations)
 from edgevision.models._registry import (
     ModelInfo,
     create_model,

@@ -10,9 +10,10 @@ The paper's three ideas, each a config switch so that its ablations run:
   receptive field (~400 px) is many times a small face; ``context=False`` uses the stride-8 map
   alone (the paper's "foveal" ablation).
 - **A pyramid with 2x upsampling** (Sec. 4, Fig. 6): the image runs at 0.5x, 1x and 2x; each
-  template keeps only the faces its scale is responsible for (:func:`assigned_scale`): the paper
-  finds faces shorter than 40 px on the 2x image, taller than 140 px on the 0.5x image, the rest
-  at 1x, since templates are most reliable on faces of 40-140 px (its "A-type" templates).
+  scale keeps only the faces it is responsible for (:func:`assigned_scale`, by the height of each
+  detected box in the original image): the paper finds faces shorter than 40 px on the 2x image,
+  taller than 140 px on the 0.5x image, the rest at 1x, since templates are most reliable on faces
+  of 40-140 px (its "A-type" templates).
 
 One NMS over all scales (the shared :class:`edgevision.detection.detector.Detector`).
 """
@@ -130,12 +131,11 @@ class TinyFaces(SingleShotDetector):
         scale: float = 1.0,
         scales: Sequence[float] = (1.0,),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes and scores of the templates that pyramid scale ``scale`` is responsible for
-        (:func:`template_mask`), in input pixels."""
+        """Boxes and scores, in input pixels, of the faces pyramid scale ``scale`` is responsible
+        for (:func:`responsible`: by each box's height in the original image)."""
         boxes, scores = super().decode(outputs, input_size)
-        mask = template_mask([h for _, h in self.config.templates], scale, scales).to(boxes.device)
-        per_anchor = mask.repeat(len(boxes) // len(mask))  # anchors: cell-major, template-minor
-        return boxes[per_anchor], scores[per_anchor]
+        kept = responsible(boxes[:, 3] - boxes[:, 1], scale, scales)
+        return boxes[kept], scores[kept]
 
 
 def assigned_scale(
@@ -154,11 +154,17 @@ def assigned_scale(
     return min(scales, key=lambda s: (distance(s), abs(math.log(s))))
 
 
-def template_mask(heights: Sequence[float], scale: float, scales: Sequence[float]) -> torch.Tensor:
-    """``(T,)`` bool: which templates (``heights`` px at the network input) pyramid scale
-    ``scale`` keeps: those whose faces (``height / scale`` px in the original image) are assigned
-    to it."""
-    return torch.tensor([assigned_scale(h / scale, scales) == scale for h in heights], dtype=torch.bool)
+def responsible(heights: torch.Tensor, scale: float, scales: Sequence[float]) -> torch.Tensor:
+    """``(N,)`` bool: which boxes ``heights`` px tall in an input made at pyramid scale ``scale``
+    that scale is responsible for, i.e. :func:`assigned_scale` of their ``heights / scale`` px in
+    the original image is ``scale`` (vectorised; equal to it, tested)."""
+    low, high = math.log(SWEET_SPOT[0]), math.log(SWEET_SPOT[1])
+    pyramid = torch.tensor(list(scales), dtype=torch.float64, device=heights.device)
+    sizes = torch.log((heights.double() / scale).clamp(min=1e-6))[:, None] + torch.log(pyramid)[None, :]
+    distance = torch.maximum((low - sizes).clamp(min=0), (sizes - high).clamp(min=0))
+    # Ties (several scales bring a face into the sweet spot) go to the scale nearest 1x.
+    order = distance + 1e-9 * torch.log(pyramid).abs()[None, :]
+    return pyramid[order.argmin(dim=1)] == scale
 
 
 def cluster_templates(sizes: np.ndarray, count: int, seed: int = 0, iterations: int = 300) -> np.ndarray:
@@ -196,3 +202,20 @@ def centred_iou(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def tinyfaces(**overrides: Any) -> TinyFaces:
     """Tiny Faces with :class:`TinyFacesConfig` fields overridden by keyword."""
     return TinyFaces(replace(TinyFacesConfig(), **overrides))
+
+
+# The paper's ablations (Sec. 3.1, Fig. 4 and 5) as models of their own, trained and scored like
+# the full one: benchmarks/detectors_widerface.py compares them.
+ONE_TEMPLATE = ((46.0, 58.0),)  # `python benchmarks/tinyfaces_templates.py --count 1`
+
+
+@register_model("tinyfaces_foveal", task="detection", recipe="single_shot_faces")
+def tinyfaces_foveal(**overrides: Any) -> TinyFaces:
+    """Tiny Faces without context: the templates read the stride-8 map alone."""
+    return TinyFaces(replace(TinyFacesConfig(context=False), **overrides))
+
+
+@register_model("tinyfaces_one_template", task="detection", recipe="single_shot_faces")
+def tinyfaces_one_template(**overrides: Any) -> TinyFaces:
+    """Tiny Faces with a single template (one cluster of the same faces) for every face size."""
+    return TinyFaces(replace(TinyFacesConfig(templates=ONE_TEMPLATE), **overrides))
