@@ -4,12 +4,14 @@ score 0.5, IoU 0.5), and the CPU time of one detection on one thread (median, en
 in, faces out) at 640x480 and 1280x720.
 
     python benchmarks/detectors_widerface.py [--detector NAME[=WEIGHTS][@SCALES]]... [--yunet]
-        [--reference] [--repeats 20] [--out out/detectors.json]
+        [--reference] [--int8] [--repeats 20] [--out out/detectors.json]
 
 ``NAME`` is a registered detector (or a plan file), ``WEIGHTS`` its weights (default: bundled),
 ``SCALES`` its pyramid as ``0.5,1,2`` (default: the model's), e.g. ``tinyfaces=w.pth@1,0.5`` for
 Tiny Faces without the 2x upsampling. ``--reference`` adds FaceBoxes with the FaceBoxes.PyTorch
-weights, ``--yunet`` YuNet-n through OpenCV (the peers of issue 11).
+weights, ``--yunet`` YuNet-n through OpenCV (the peers of issue 11). ``--int8`` adds, for each
+registered detector, its int8 plan (pixel input, entropy calibration on 64 WIDER *train* images),
+run by ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ class YuNetPeer:
         return self.teacher(image)
 
 
-def parse_detector(spec: str) -> Entry:
-    """``NAME[=WEIGHTS][@SCALES]`` -> an entry running that detector on the CPU."""
+def parse_detector(spec: str, label: str | None = None) -> Entry:
+    """``NAME[=WEIGHTS][@SCALES]`` (NAME a registered detector or a plan file) -> an entry running
+    that detector on the CPU, labelled ``label`` (default: the spec's name and weights file)."""
     name, _, scales = spec.partition("@")
     name, _, weights = name.partition("=")
     detector = load_detector(name, weights=weights or None, device="cpu")
@@ -79,9 +82,22 @@ def parse_detector(spec: str) -> Entry:
             preprocessing=detector.preprocessing,
             scales=pyramid,
         )
-    weights_name = f" ({Path(weights).name})" if weights else ""
-    label = f"{name}{weights_name} @ {','.join(f'{s:g}' for s in detector.scales)}"
-    return Entry(label, detector.detect)
+    label = label or (name + (f" ({Path(weights).name})" if weights else ""))
+    return Entry(f"{label} @ {','.join(f'{s:g}' for s in detector.scales)}", detector.detect)
+
+
+def int8_plan(spec: str, folder: Path) -> Entry:
+    """The int8 plan of ``NAME[=WEIGHTS][@SCALES]`` (pixel input, entropy calibration on 64 WIDER
+    train images; its pyramid kept), as an entry."""
+    from edgevision.deploy.builder import BuildOptions, build_engine
+
+    model, _, scales = spec.partition("@")
+    name, _, weights = model.partition("=")
+    plan = folder / f"{name}.plan"
+    calibration = DATA / "widerface" / "WIDER_train" / "images"
+    options = BuildOptions(precision="int8", calibration_dir=calibration, pixel_input=True)
+    build_engine(name, plan, options, weights=weights or None)
+    return parse_detector(f"{plan}{'@' + scales if scales else ''}", f"{name} int8 plan")
 
 
 def evaluate(entry: Entry, root: Path) -> dict[str, Any]:
@@ -133,9 +149,18 @@ def main(
     yunet: Annotated[bool, typer.Option(help="add YuNet-n through OpenCV")] = False,
     data: Annotated[Path, typer.Option(help="WIDER FACE root")] = DATA / "widerface",
     repeats: Annotated[int, typer.Option(min=1, help="timed detections per size")] = 20,
+    int8: Annotated[bool, typer.Option(help="add each registered detector's int8 plan")] = False,
     out: Annotated[Path | None, typer.Option(help="also write the figures as JSON")] = None,
 ) -> None:
-    entries = [parse_detector(spec) for spec in detector or ["faceboxes"]]
+    specs = detector or ["faceboxes"]
+    entries = [parse_detector(spec) for spec in specs]
+    plans = tempfile.TemporaryDirectory()
+    if int8:
+        entries += [
+            int8_plan(spec, Path(plans.name))
+            for spec in specs
+            if not spec.partition("@")[0].endswith(".plan")
+        ]
     if reference:
         path = DATA / "weights" / "faceboxes_reference" / "FaceBoxesProd.pth"
         entries.append(parse_detector(f"faceboxes={path}"))
