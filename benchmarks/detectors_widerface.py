@@ -6,7 +6,8 @@ in, faces out) at 640x480 and 1280x720.
     python benchmarks/detectors_widerface.py [--detector NAME[=WEIGHTS][@SCALES]]... [--yunet]
         [--reference] [--int8] [--repeats 20] [--out out/detectors.json]
 
-``NAME`` is a registered detector (or a plan file), ``WEIGHTS`` its weights (default: bundled),
+Without ``--detector``, every registered detector with bundled weights. ``NAME`` is a registered
+detector (or a plan file), ``WEIGHTS`` its weights (default: bundled),
 ``SCALES`` its pyramid as ``0.5,1,2`` (default: the model's), e.g. ``tinyfaces=w.pth@1,0.5`` for
 Tiny Faces without the 2x upsampling. ``--reference`` adds FaceBoxes with the FaceBoxes.PyTorch
 weights, ``--yunet`` YuNet-n through OpenCV (the peers of issue 11). ``--int8`` adds, for each
@@ -41,6 +42,7 @@ from edgevision.detection.detections import Detections
 from edgevision.detection.detector import Detector
 from edgevision.evaluation.widerface import write_prediction_file
 from edgevision.evaluation.widerface_predict import evaluate_prediction_dir, widerface_ground_truth
+from edgevision.models import DETECTION, list_models, model_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_dir(REPO_ROOT)
@@ -152,7 +154,8 @@ def main(
     int8: Annotated[bool, typer.Option(help="add each registered detector's int8 plan")] = False,
     out: Annotated[Path | None, typer.Option(help="also write the figures as JSON")] = None,
 ) -> None:
-    specs = detector or ["faceboxes"]
+    # Default: every registered detector with bundled weights.
+    specs = detector or [name for name in list_models(DETECTION) if model_info(name).weights is not None]
     entries = [parse_detector(spec) for spec in specs]
     plans = tempfile.TemporaryDirectory()
     if int8:

@@ -16,7 +16,7 @@ import typer
 
 from edgevision.data.paths import default_data_dir
 from edgevision.data.widerface import load_split
-from edgevision.models.tinyfaces import assigned_scale, centred_iou, cluster_templates
+from edgevision.models.tinyfaces import TinyFacesConfig, assigned_scale, centred_iou, cluster_templates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,8 @@ def main(
     split = load_split(data or default_data_dir(REPO_ROOT) / "widerface", "train")
     sizes = np.concatenate([r.boxes[r.valid][:, 2:] - r.boxes[r.valid][:, :2] for r in split.records])
     sizes = sizes[(sizes > 0).all(axis=1)].astype(np.float64)
-    at_scale = np.array([assigned_scale(float(h), (0.5, 1.0, 2.0)) for h in sizes[:, 1]])
+    pyramid = TinyFacesConfig().test_scales
+    at_scale = np.array([assigned_scale(float(h), pyramid) for h in sizes[:, 1]])
     scaled = sizes * at_scale[:, None]
     templates = cluster_templates(scaled, count)
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,14 +10,14 @@ import torch
 
 from edgevision.detection.detector import Detector
 from edgevision.detection.postprocess import PostProcess
-from edgevision.errors import UnknownModelError
-from edgevision.models import create_model, default_model, list_models, model_info
+from edgevision.errors import ConfigError, UnknownModelError
+from edgevision.models import DETECTION, check_task, create_model, default_model, list_models, model_info
 
 if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
 
 PLAN_SUFFIX = ".plan"
-DETECTION = "detection"
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def load_detector(
@@ -25,10 +26,12 @@ def load_detector(
     weights: str | Path | None = None,
     postprocess: PostProcess | None = None,
     device: str | torch.device | None = None,
+    plan_key: str | Path | None = None,
 ) -> Detector:
     """A ready :class:`Detector`: the registered detector ``name`` (default: the best one we ship)
     with ``weights`` (default: its bundled ones), or a plan file built by ``edgevision build``
-    (``name`` ending in ``.plan``), run by the engine.
+    (``name`` ending in ``.plan``), run by the engine; a plan read with a key (the file
+    ``plan_key``, else the one ``EDGEVISION_PLAN_KEY`` names) must carry its signature.
 
     ``weights`` may be a state dict or a training checkpoint of ours, or a FaceBoxes.PyTorch
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
@@ -36,23 +39,46 @@ def load_detector(
     Raises:
         UnknownModelError: ``name`` is not a registered detector.
         WeightsError: the weights are unreadable or do not fit.
+        ConfigError: ``weights`` or ``device`` with a plan (it holds its weights and runs on its
+            backend), ``plan_key`` without one, or a device that is not there.
     """
-    name = default_model(DETECTION) if name is None else name
-    if str(name).endswith(PLAN_SUFFIX):
-        from edgevision.deploy.runtime import load_engine  # onnx and onnxruntime, for plans only
+    name = default_model(DETECTION) if name is None else str(name)
+    if name.endswith(PLAN_SUFFIX):
+        if weights is not None or device is not None:
+            raise ConfigError(
+                f"{name} is a plan: it holds its weights (no --weights) and runs on its backend (no --device)"
+            )
+        from edgevision.deploy.plan_signing import key_from  # onnx and onnxruntime, for plans only
+        from edgevision.deploy.runtime import load_engine
 
-        return detector_from_engine(load_engine(Path(name)), postprocess)
-    check_detector(name)
+        return detector_from_engine(load_engine(Path(name), key=key_from(plan_key)), postprocess)
+    if plan_key is not None:
+        raise ConfigError(f"a plan key (--plan-key) is for a plan file (NAME{PLAN_SUFFIX}), not {name!r}")
+    device = torch_device(device)
+    check_task(name, DETECTION)
     model = create_model(name, weights=weights if weights is not None else model_info(name).weights_path)
-    return Detector(model, postprocess, torch.device(device) if device is not None else None)
+    return Detector(model, postprocess, device)
 
 
-def check_detector(name: str) -> None:
-    """Raise :class:`UnknownModelError` unless ``name`` is a registered detector."""
-    detectors = list_models(DETECTION)
-    if name not in detectors:
-        known = "; it is a registered model, not a detector" if name in list_models() else ""
-        raise UnknownModelError(f"unknown detector {name!r}{known}; detectors: {', '.join(detectors)}")
+def torch_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a torch device (``None``: the detector's default, CUDA when present).
+
+    Raises:
+        ConfigError: not ``cpu``, ``cuda`` or ``cuda:N``, or a CUDA device that is not there.
+    """
+    if device is None:
+        return None
+    device = torch.device(device) if isinstance(device, str) and _DEVICE.fullmatch(device) else device
+    if not isinstance(device, torch.device):
+        raise ConfigError(f"the device (--device) must be cpu, cuda or cuda:N, got {device!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device} (--device): no CUDA device is available here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device} (--device): there are {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return device
 
 
 def is_detector_plan(engine: Engine) -> bool:

@@ -128,7 +128,12 @@ def train(
         teachers=tuple(soft_teacher or ()),
         calibrate_teachers=calibrate_teachers,
         augment=augment,
-        extra={"data": str(data), "teacher": str(teacher) if teacher else None},
+        extra={
+            "init_weights": str(init_weights) if init_weights else None,
+            "backbone_weights": str(backbone_weights) if backbone_weights else None,
+            "data": str(data),
+            "teacher": str(teacher) if teacher else None,
+        },
     )
     options = {"backbone_weights": str(backbone_weights)} if backbone_weights is not None else {}
     if init_weights is not None:
@@ -219,26 +224,6 @@ def _with_detect_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_settings
 
 
-def _torch_device(device: str | None) -> str | None:
-    """The ``--device`` checked: ``None`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
-    import re
-
-    if device is None:
-        return None
-    if device == "cpu":
-        return device
-    if re.fullmatch(r"cuda(:\d+)?", device) is None:
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-    import torch
-
-    index = int(device.partition(":")[2] or 0)
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is available here")
-    if index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 @app.command(
     help=f"Detect faces; print the boxes (xyxy pixels) and optionally write annotated copies. {INPUTS_POLICY}"
 )
@@ -257,23 +242,30 @@ def detect(
     *,
     settings: DetectSettings,
 ) -> None:
-    from edgevision.api import DETECTION, PLAN_SUFFIX, detector_from_engine, load_detector
+    from edgevision.api import torch_device
     from edgevision.data.media import collect_media
-    from edgevision.models import default_model
 
-    model = model or default_model(DETECTION)
-    is_plan = model.endswith(PLAN_SUFFIX)
-    if plan_key is not None and not is_plan:
-        raise ConfigError(f"--plan-key is for a plan (--model FILE{PLAN_SUFFIX}), not {model!r}")
-    if device is not None and is_plan:
-        raise ConfigError("--device applies to torch models; a plan runs on the device of its backend")
-    device = _torch_device(device)
+    torch_device(device)  # checked before the inputs are looked at
     media = collect_media(paths)
-    if is_plan:
-        detector = detector_from_engine(_load_engine(Path(model), None, plan_key), settings.postprocess())
-    else:
-        detector = load_detector(model, weights=weights, postprocess=settings.postprocess(), device=device)
-    _detect_media(media, detector, settings)
+    _detect_media(media, _load_detector(model, weights, device, plan_key, settings.postprocess()), settings)
+
+
+def _load_detector(
+    model: str | None,
+    weights: Path | None,
+    device: str | None,
+    plan_key: Path | None,
+    postprocess: Any = None,
+) -> Detector:
+    """:func:`edgevision.api.load_detector` for a command: a plan's notes (e.g. threads clamped to
+    this machine's cores) go to stderr."""
+    from edgevision.api import load_detector
+
+    detector = load_detector(
+        model, weights=weights, postprocess=postprocess, device=device, plan_key=plan_key
+    )
+    _print_notes(getattr(detector.network, "engine", None))
+    return detector
 
 
 def _load_engine(plan: Path, threads: int | None, plan_key: Path | None) -> Engine:
@@ -283,9 +275,13 @@ def _load_engine(plan: Path, threads: int | None, plan_key: Path | None) -> Engi
     from edgevision.deploy.runtime import load_engine
 
     engine = load_engine(plan, threads, key=key_from(plan_key))
-    for note in engine.notes:
-        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    _print_notes(engine)
     return engine
+
+
+def _print_notes(engine: Engine | None) -> None:
+    for note in engine.notes if engine is not None else ():
+        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def _detect_media(media: list[Path], detector: Detector, settings: DetectSettings) -> None:
@@ -314,13 +310,14 @@ def eval_widerface(
         "out/widerface"
     ),
     scale: Annotated[float, typer.Option(help="resize factor in (0, 8] (1.0: native resolution)")] = 1.0,
+    plan_key: PlanKeyOption = None,
 ) -> None:
     """WIDER FACE val easy/medium/hard AP with the official protocol, on the val images present.
 
     Strict: an AP over a silently reduced set would mislead, so every val image's header is read
     before the run and any unreadable image ends it; the prediction folder is written whole or
     not at all."""
-    from edgevision.api import DETECTION, load_detector
+    from edgevision.api import DETECTION
     from edgevision.data.io import atomic_write, check_output_dir
     from edgevision.detection.detector import check_scale
     from edgevision.evaluation.plots import plot_pr_curves
@@ -333,7 +330,7 @@ def eval_widerface(
     if not data.is_dir():
         raise DatasetError(f"WIDER FACE root {'is not a folder' if data.exists() else 'not found'}: {data}")
     model = model or default_model(DETECTION)
-    detector = load_detector(model, weights=weights)
+    detector = _load_detector(model, weights, None, plan_key)
     predictions = out / "predictions"
     with _progress() as progress:
         result = run_widerface(

@@ -237,10 +237,11 @@ def run_plan_outputs(
     top: int,
     progress: Progress,
     console: Console,
-) -> None:
+) -> InputRun:
     """Run a plan that is not a detector on each image of ``media``: print the ``top`` classes of
     a ``(1, C)`` output (with the source model's class names when it has ``C`` of them), else each
-    output's shape; then the summary. Raises ``typer.Exit(2)`` at the end if an input was skipped."""
+    output's shape. Returns the run, whose ``finish`` prints the summary (and exits 2 if an input
+    was skipped)."""
     from edgevision.data.io import read_image
     from edgevision.data.media import is_video
     from edgevision.errors import InputFileError

@@ -145,7 +145,7 @@ def test_device_choice(run_cli, assert_one_line_error, astronaut_path: Path) -> 
     assert code == 0 and "1 face(s)" in stdout
     if not torch.cuda.is_available():
         code, _, err = run_cli("detect", str(astronaut_path), "--device", "cuda")
-        assert_one_line_error(code, err, "--device cuda", "no CUDA device")
+        assert_one_line_error(code, err, "device cuda (--device)", "no CUDA device")
 
 
 def test_folder_and_odd_paths(run_cli, assert_one_line_error, tmp_path: Path) -> None:

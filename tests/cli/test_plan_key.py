@@ -46,6 +46,17 @@ def test_build_signs_and_run_and_detect_require_the_signature(
     monkeypatch.setenv(KEY_ENV, str(key))
     code, out, _ = run_cli("run", str(plan), str(astronaut_path))
     assert code == 0 and f"{astronaut_path}: " in out
+    # eval and the API load plans through the same checks: the key, and no weights or device.
+    code, _, err = run_cli(
+        "eval", "widerface", "--model", str(plan), "--plan-key", str(other), "--data", str(tmp_path)
+    )
+    assert_one_line_error(code, err, "signed.plan", "does not verify with the given key")
+    for extra in (["--weights", str(key)], ["--device", "cpu"]):
+        code, _, err = run_cli("detect", str(astronaut_path), "--model", str(plan), *extra)
+        assert_one_line_error(code, err, "is a plan: it holds its weights (no --weights)")
+    from edgevision import load_detector
+
+    assert len(load_detector(str(plan), plan_key=key).detect(astronaut_path).above(0.5)) >= 1
 
 
 def test_a_bad_key_file_fails_before_the_build(run_cli, assert_one_line_error, keys, tmp_path):
@@ -63,7 +74,7 @@ def test_a_plan_key_for_a_model_that_is_no_plan_is_refused(
     run_cli, assert_one_line_error, keys, astronaut_path
 ):
     code, _, err = run_cli("detect", str(astronaut_path), "--plan-key", str(keys[0]))
-    assert_one_line_error(code, err, "--plan-key is for a plan", "'faceboxes'")
+    assert_one_line_error(code, err, "(--plan-key) is for a plan", "'faceboxes'")
 
 
 def pooling_plan(path: Path) -> Path:

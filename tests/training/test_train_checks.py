@@ -145,3 +145,18 @@ def test_small_face_augmentation_mosaics_the_sets_own_images(data_dir) -> None:
         return float(heights.median())
 
     assert median_height(small) < 0.8 * median_height(plain)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, synthetic_training_set) -> None:
+    """A run resumed with another input size would not be the run it continues."""
+    dataset = synthetic_training_set(4, size=128)
+    torch.manual_seed(0)
+    out = tmp_path / "run"
+    train_single_shot(create_model("faceboxes"), dataset, tiny_config(out, image_size=128, epochs=1))
+    with pytest.raises(ConfigError, match=r"was trained with image_size=128; resume with the same settings"):
+        train_single_shot(
+            create_model("faceboxes"), dataset, tiny_config(out, image_size=256, epochs=2), resume=True
+        )
+    train_single_shot(
+        create_model("faceboxes"), dataset, tiny_config(out, image_size=128, epochs=2), resume=True
+    )

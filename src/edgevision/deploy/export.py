@@ -153,7 +153,7 @@ class OnnxNetwork:
     ) -> None:
         # A plan runs through its engine, whose input checks give a one-line ShapeError for a size
         # the plan was not built for.
-        self._engine = source if isinstance(source, Engine) else None
+        self.engine = source if isinstance(source, Engine) else None
         if isinstance(source, str | Path):
             self.session, named = _open_session(source, intra_op_num_threads), f"the ONNX file {source}"
         elif isinstance(source, Engine):
@@ -175,8 +175,8 @@ class OnnxNetwork:
         if x.ndim != 4 or x.shape[0] != 1:
             raise ShapeError(f"expected one image, a (1, ...) 4-D input, got {tuple(x.shape)}")
         array = np.ascontiguousarray(x.detach().cpu().numpy())
-        if self._engine is not None:
-            by_name = self._engine.run(array)
+        if self.engine is not None:
+            by_name = self.engine.run(array)
         else:
             by_name = dict(
                 zip(self.output_names, self.session.run(list(self.output_names), {self.input_name: array}))

@@ -11,7 +11,9 @@ from edgevision.models import rfcn as _rfcn  # noqa: F401  (registers "rfcn_resn
 from edgevision.models import ssdlite as _ssdlite  # noqa: F401  (registers "ssdlite_mobilenet_v2")
 from edgevision.models import tinyfaces as _tinyfaces  # noqa: F401  (registers "tinyfaces" and its ablations)
 from edgevision.models._registry import (
+    DETECTION,
     ModelInfo,
+    check_task,
     create_model,
     default_model,
     list_models,
@@ -21,7 +23,9 @@ from edgevision.models._registry import (
 )
 
 __all__ = [
+    "DETECTION",
     "ModelInfo",
+    "check_task",
     "create_model",
     "default_model",
     "list_models",

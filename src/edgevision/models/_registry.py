@@ -24,11 +24,12 @@ from typing import Any
 
 from torch import nn
 
-from edgevision.errors import UnknownModelError, WeightsError
+from edgevision.errors import ConfigError, UnknownModelError, WeightsError
 from edgevision.models.weights import load_weights
 from edgevision.weights import WEIGHTS_DIR
 
-TASKS = ("detection", "classification", "recognition")
+DETECTION = "detection"
+TASKS = (DETECTION, "classification", "recognition")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,12 @@ class ModelInfo:
     def weights_meta(self) -> Mapping[str, Any]:
         """The bundled weights' model card (``<stem>.json`` beside them), or ``{}``."""
         card = self.weights_path.with_suffix(".json")
-        return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
+        if not card.is_file():
+            return {}
+        try:
+            return json.loads(card.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise WeightsError(f"the model card {card} is not JSON: {error}") from None
 
 
 _MODELS: dict[str, ModelInfo] = {}
@@ -117,6 +123,14 @@ def model_info(name: str) -> ModelInfo:
     return _MODELS[name]
 
 
+def check_task(name: str, task: str) -> None:
+    """Raise :class:`UnknownModelError` unless ``name`` is a registered model of ``task``."""
+    of_task = list_models(task)
+    if name not in of_task:
+        known = f"; it is a registered model, not a {task} model" if name in _MODELS else ""
+        raise UnknownModelError(f"unknown {task} model {name!r}{known}; {task} models: {', '.join(of_task)}")
+
+
 def default_model(task: str) -> str:
     """The name of the default model of ``task``.
 
@@ -136,9 +150,18 @@ def create_model(name: str, *, weights: str | Path | None = None, **config: Any)
 
     Raises:
         UnknownModelError: ``name`` is not registered.
+        ConfigError: an override is not an option of the model's config.
         WeightsError: ``weights`` is unreadable, not finite, or does not fit the model.
     """
-    model = model_info(name).builder(**config)
+    info = model_info(name)
+    try:
+        model = info.builder(**config)
+    except TypeError as error:  # dataclasses.replace on a field the config does not have
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise ConfigError(
+            f"{name!r} has no option {str(error).rsplit(' ', 1)[-1]}: {sorted(config)}"
+        ) from None
     if weights is not None:
         load_weights(model, weights, name)
     return model

@@ -72,6 +72,7 @@ class TinyFacesConfig:
     width_mult: float = 1.0  # the MobileNetV2 body's (1.0: ImageNet weights fit)
     # The paper labels a template positive above IoU 0.7 and negative below 0.3 (Sec. 5); with
     # few templates per cell we match as SSD does, every face forced onto its best template.
+    sweet_spot: tuple[float, float] = SWEET_SPOT  # face heights each scale brings faces into (Sec. 4)
     match_iou: float = 0.5
     forced_match_iou: float = 0.2
     backbone_weights: str | None = None  # torchvision ImageNet MobileNetV2 checkpoint to start from
@@ -134,7 +135,7 @@ class TinyFaces(SingleShotDetector):
         """Boxes and scores, in input pixels, of the faces pyramid scale ``scale`` is responsible
         for (:func:`responsible`: by each box's height in the original image)."""
         boxes, scores = super().decode(outputs, input_size)
-        kept = responsible(boxes[:, 3] - boxes[:, 1], scale, scales)
+        kept = responsible(boxes[:, 3] - boxes[:, 1], scale, scales, self.config.sweet_spot)
         return boxes[kept], scores[kept]
 
 
@@ -154,11 +155,13 @@ def assigned_scale(
     return min(scales, key=lambda s: (distance(s), abs(math.log(s))))
 
 
-def responsible(heights: torch.Tensor, scale: float, scales: Sequence[float]) -> torch.Tensor:
+def responsible(
+    heights: torch.Tensor, scale: float, scales: Sequence[float], sweet_spot: tuple[float, float] = SWEET_SPOT
+) -> torch.Tensor:
     """``(N,)`` bool: which boxes ``heights`` px tall in an input made at pyramid scale ``scale``
     that scale is responsible for, i.e. :func:`assigned_scale` of their ``heights / scale`` px in
     the original image is ``scale`` (vectorised; equal to it, tested)."""
-    low, high = math.log(SWEET_SPOT[0]), math.log(SWEET_SPOT[1])
+    low, high = math.log(sweet_spot[0]), math.log(sweet_spot[1])
     pyramid = torch.tensor(list(scales), dtype=torch.float64, device=heights.device)
     sizes = torch.log((heights.double() / scale).clamp(min=1e-6))[:, None] + torch.log(pyramid)[None, :]
     distance = torch.maximum((low - sizes).clamp(min=0), (sizes - high).clamp(min=0))
@@ -198,7 +201,7 @@ def centred_iou(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-@register_model("tinyfaces", task="detection", weights="tinyfaces_widerface.pth", recipe="single_shot_faces")
+@register_model("tinyfaces", task="detection", recipe="single_shot_faces")
 def tinyfaces(**overrides: Any) -> TinyFaces:
     """Tiny Faces with :class:`TinyFacesConfig` fields overridden by keyword."""
     return TinyFaces(replace(TinyFacesConfig(), **overrides))

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgevision.data.io import atomic_write
-from edgevision.errors import DatasetError, TrainingDivergedError, WeightsError
+from edgevision.errors import ConfigError, DatasetError, TrainingDivergedError, WeightsError
 from edgevision.evaluation.plots import plot_loss_curves
 from edgevision.models.checkpoint import load_checkpoint, save_checkpoint
 from edgevision.training.config import TrainConfig, prepare_run
@@ -80,11 +80,11 @@ def fit(
         TrainingDivergedError: a NaN or inf loss or weights; ``last.pth`` keeps the epoch before.
         WeightsError: ``resume`` without a readable ``last.pth``.
     """
-    rank, world = distributed()
     device = torch.device("cpu")
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # the GPU is chosen before NCCL's process group starts
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    rank, world = distributed()
     prepare_run(config, model)
     out_dir = Path(config.out_dir)
     model.to(device)
@@ -94,6 +94,7 @@ def fit(
         if not last.is_file():
             raise WeightsError(f"nothing to resume: {last} does not exist")
         state = load_checkpoint(last)
+        _check_same_run(state.get("config", {}), config, last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
@@ -158,7 +159,7 @@ def fit(
                     record = {"epoch": epoch, "step": step + 1, "lr": lr}
                     _append_log(log_path, record | {k: v.item() for k, v in losses.items()})
             for hook in hooks:
-                hook(epoch, _summed_over_processes(counts, world))
+                hook(epoch, _summed_over_processes(counts, world, device))
             # DDP keeps the weights equal in every process, so all of them stop here together.
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 raise _diverged(epoch, len(loader) - 1, "the weights hold NaN or inf after the update", last)
@@ -194,18 +195,21 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _summed_over_processes(counts: dict[str, int], world: int) -> dict[str, int]:
+def _summed_over_processes(counts: dict[str, int], world: int, device: torch.device) -> dict[str, int]:
+    """``counts`` summed over the data-parallel processes (on ``device``: NCCL reduces GPU tensors
+    only)."""
     if world == 1 or not counts:
         return counts
     names = sorted(counts)
-    values = torch.tensor([counts[name] for name in names], dtype=torch.float64)
+    values = torch.tensor([counts[name] for name in names], dtype=torch.float64, device=device)
     dist.all_reduce(values)
     return {name: int(value) for name, value in zip(names, values.tolist())}
 
 
 def _finite_in_every_process(values: torch.Tensor, world: int) -> bool:
-    """Whether ``values`` are finite in every process. Under DDP all processes must stop at the
-    same step: one that stopped alone would leave the others waiting in a gradient all-reduce."""
+    """Whether ``values`` (on the training device) are finite in every process. Under DDP all
+    processes must stop at the same step: one that stopped alone would leave the others waiting in
+    a gradient all-reduce."""
     finite = torch.isfinite(values).all().float().reshape(1)
     if world > 1:
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -219,6 +223,22 @@ def _diverged(epoch: int, step: int, what: str, last: Path) -> TrainingDivergedE
     return TrainingDivergedError(
         f"training diverged at epoch {epoch}, step {step + 1}: {what}; {kept} (a lower --lr may help)"
     )
+
+
+# What may change when a run is resumed: how long it runs, where and how fast it loads and logs.
+RESUMABLE_CHANGES = ("epochs", "out_dir", "workers", "log_every", "extra")
+
+
+def _check_same_run(saved: dict[str, Any], config: TrainConfig, last: Path) -> None:
+    """Refuse to resume a run with other settings than it was started with: it would no longer
+    be the run it continues (and not reproduce the uninterrupted one)."""
+    current = json.loads(json.dumps(asdict(config), default=str))
+    changed = sorted(
+        k for k in current if k not in RESUMABLE_CHANGES and k in saved and saved[k] != current[k]
+    )
+    if changed:
+        was = ", ".join(f"{k}={saved[k]!r}" for k in changed)
+        raise ConfigError(f"{last} was trained with {was}; resume with the same settings (or a new --out)")
 
 
 def _resumable_state(

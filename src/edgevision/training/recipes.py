@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.errors import ConfigError
-from edgevision.models import model_info
+from edgevision.models import list_models, model_info
 from edgevision.training.config import TrainConfig
 
 Recipe = Callable[..., Path]
@@ -46,8 +46,9 @@ def recipe_for(model: str) -> Recipe:
     """
     name = model_info(model).recipe
     if name is None:
-        trainable = [m for m in _trainable_models()]
-        raise ConfigError(f"{model!r} has no training recipe; models that train: {', '.join(trainable)}")
+        raise ConfigError(
+            f"{model!r} has no training recipe; models that train: {', '.join(_trainable_models())}"
+        )
     if name not in _RECIPES and name in _BUILT_IN:
         import_module(_BUILT_IN[name])
     if name not in _RECIPES:
@@ -80,6 +81,4 @@ def train_model(
 
 
 def _trainable_models() -> list[str]:
-    from edgevision.models import list_models
-
     return [name for name in list_models() if model_info(name).recipe is not None]

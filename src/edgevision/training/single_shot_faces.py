@@ -50,9 +50,10 @@ def train_single_shot_faces(
     model = create_model(model_name, **(model_options or {}))
     if not isinstance(model, SingleShotDetector):
         raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
-    teachers = teachers_from_specs(config.teachers)  # their weights read before the output folder is made
-    prepare_run(config, model)
+    # The teachers' weights are read before the output folder is made.
+    teachers = teachers_from_specs(config.teachers)
     teacher_net = create_model(model_name, weights=teacher) if teacher else None
+    prepare_run(config, model)
     if config.calibrate_teachers:
         teachers = calibrated_on_widerface(teachers, config, data, max_images)
     detection_teacher = ensemble(teachers)

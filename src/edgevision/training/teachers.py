@@ -25,7 +25,7 @@ from edgevision.detection.detections import Detections
 from edgevision.detection.detector import Detector, DetectorModel
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import ConfigError, ShapeError, UnknownModelError, WeightsError
-from edgevision.models import create_model, list_models, model_info
+from edgevision.models import DETECTION, create_model, list_models, model_info
 
 Teacher = Callable[[np.ndarray], Detections]
 
@@ -189,7 +189,7 @@ def _one_teacher(spec: str, score_floor: float) -> Teacher:
         if not weights:
             raise ConfigError(f"the {YUNET} teacher needs its ONNX file: {YUNET}=PATH")
         return YuNetTeacher(weights, score_floor)
-    detectors = list_models("detection")
+    detectors = list_models(DETECTION)
     if name not in detectors:
         raise UnknownModelError(f"unknown teacher {name!r}; teachers: {', '.join([YUNET, *detectors])}")
     path = Path(weights) if weights else model_info(name).weights_path
