@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgevision.errors import UnknownModelError, WeightsError
+from edgevision.errors import ShapeError, UnknownModelError, WeightsError
 from edgevision.models import create_model, list_models, register_model
 from edgevision.models.faceboxes import FaceBoxes
 from edgevision.models.weights import load_weights, state_dict_from_file
@@ -186,3 +186,25 @@ def test_config_override() -> None:
     with torch.no_grad():
         _, conf = model.eval()(torch.zeros(1, 3, 128, 128))
     assert conf.shape == (1, len(model.anchors((128, 128))), 3)
+
+
+def test_decode_of_a_hand_set_output() -> None:
+    """A 32 x 32 input: one stride-32 cell (21 anchors), one stride-64, one stride-128. Offsets of
+    zero decode to the anchors themselves; offset (1, 0, 0, log 2 / 0.2) on the first anchor (32 px
+    at (0, 0)) moves it 0.1 x 32 = 3.2 px right and doubles its height; logits (0, 3) give
+    sigmoid(3)."""
+    import math
+
+    model = create_model("faceboxes")
+    loc = torch.zeros(1, 23, 4)
+    conf = torch.zeros(1, 23, 2)
+    loc[0, 0] = torch.tensor([1.0, 0.0, 0.0, math.log(2) / 0.2])
+    conf[0, 0, 1] = 3.0
+    boxes, scores = model.decode((loc, conf), (32, 32))
+    torch.testing.assert_close(boxes[0], torch.tensor([3.2 - 16, -32.0, 3.2 + 16, 32.0]))
+    # The 512 px anchor sits at its stride-128 cell's centre, (64, 64).
+    torch.testing.assert_close(boxes[22], torch.tensor([64.0 - 256, 64.0 - 256, 64.0 + 256, 64.0 + 256]))
+    assert scores[0].item() == pytest.approx(1 / (1 + math.exp(-3.0)))
+    assert torch.all(scores[1:] == 0.5)
+    with pytest.raises(ShapeError, match="gave 23 boxes for a 64x32 input, but FaceBoxes has 44 anchors"):
+        model.decode((loc, conf), (32, 64))
