@@ -21,7 +21,7 @@ from edgevision.deploy.plan import Binding, Plan, write_plan
 
 pytestmark = pytest.mark.slow
 
-PEAK_MIB = 1024  # each of these runs peaks at ~770 MiB here, nearly all of it torch's import
+PEAK_MIB = 1536  # these runs peak at 0.77-1.03 GiB here (torch's import; build adds onnx's)
 BOMB_MIB = 1000  # the crafted plan's model expands to this (1 MiB on disk), under the model's bound
 
 # Runs the CLI in this process and records its peak resident memory, however it ends: VmHWM (KiB)

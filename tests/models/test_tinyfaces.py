@@ -89,6 +89,7 @@ def test_cluster_templates_finds_two_groups() -> None:
 def test_context_off_reads_the_stride_8_map_only() -> None:
     with_context, without = create_model("tinyfaces"), create_model("tinyfaces", context=False)
     assert without.coarse is None and with_context.coarse is not None
+    assert len(without.body) == without.fine_index + 1 < len(with_context.body)  # no unused layers
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         for model in (with_context.eval(), without.eval()):

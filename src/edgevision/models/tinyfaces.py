@@ -100,7 +100,9 @@ class TinyFaces(SingleShotDetector):
         body = MobileNetV2(MobileNetV2Config(width_mult=cfg.width_mult, feature_strides=(8, 16)))
         if cfg.backbone_weights is not None:
             load_weights(body, cfg.backbone_weights, "mobilenet_v2")
-        self.body = body.features[: body.feature_indices[-1] + 1]  # nothing past stride 16
+        # Nothing past stride 16 (past stride 8 without context).
+        last = body.feature_indices[-1] if cfg.context else body.feature_indices[0]
+        self.body = body.features[: last + 1]
         self.fine_index = body.feature_indices[0]
         fine, coarse = body.feature_channels
         self.fine = ConvBNAct(fine, cfg.fused_channels, 1, activation=nn.ReLU)
