@@ -176,6 +176,7 @@ def test_soft_targets_by_hand() -> None:
 
     torch.testing.assert_close(targets.probs, torch.tensor([[0.9, 0, 0.3, 0.7, 1], [0, 1, 0, 0, 0]]))
     torch.testing.assert_close(targets.box_weights, torch.tensor([[0.9, 0, 0, 0.7, 0], [0, 0, 0, 0, 0]]))
+    torch.testing.assert_close(targets.class_weights, torch.tensor([[1.0, 1, 1, 1, 0], [1, 0, 1, 1, 1]]))
     # A is anchor 0 itself: zero offsets. C shares anchor 3's centre at half its size:
     # log(10 / 20) / 0.2 for both sides.
     half = float(np.log(0.5) / 0.2)
@@ -187,12 +188,14 @@ def test_soft_targets_by_hand() -> None:
 def soft_losses_by_numpy(
     loc: np.ndarray, conf: np.ndarray, targets: SoftTargets, normaliser: float
 ) -> tuple[float, float]:
-    """Binary KL(t || p) summed over anchors, and the score-weighted smooth L1, in float64."""
+    """Binary KL(t || p) summed over the anchors of class weight 1, and the score-weighted smooth
+    L1, in float64."""
     p = np.exp(log_softmax(conf.astype(np.float64))[..., 1])
     t = targets.probs.double().numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         kl = np.where(t > 0, t * np.log(t / p), 0) + np.where(t < 1, (1 - t) * np.log((1 - t) / (1 - p)), 0)
     box = smooth_l1(loc.astype(np.float64) - targets.offsets.double().numpy()).sum(axis=2)
+    kl = np.where(targets.class_weights.numpy() > 0, kl, 0)
     return kl.sum() / normaliser, (targets.box_weights.double().numpy() * box).sum() / normaliser
 
 
@@ -203,7 +206,9 @@ def test_soft_target_loss_against_numpy() -> None:
     probs = torch.rand(2, 30, generator=generator)
     probs[0, :5], probs[1, :5] = 0.0, 1.0  # the ends, where the entropy's 0 log 0 is 0
     weights = torch.where(probs > 0.5, probs, 0.0)
-    targets = SoftTargets(probs, torch.randn(2, 30, 4, generator=generator), weights)
+    labelled = torch.zeros(2, 30)
+    labelled[:, 10:14] = 1  # labelled faces: left to the labels' loss
+    targets = SoftTargets(probs, torch.randn(2, 30, 4, generator=generator), weights, 1 - labelled)
 
     losses = SoftTargetDistillation(conf_weight=0.5, loc_weight=3.0)(loc, conf, targets, torch.tensor(4.0))
 
@@ -218,7 +223,9 @@ def test_soft_target_loss_is_minimised_by_the_teachers_probabilities() -> None:
     cross-entropy has the same minimiser but not the value 0; a swapped t / 1 - t has neither.)"""
     t = torch.tensor([[0.02, 0.3, 0.5, 0.93, 0.999]], dtype=torch.float64)
     logits = torch.stack([torch.zeros_like(t), torch.log(t / (1 - t))], dim=2).requires_grad_()
-    targets = SoftTargets(t, torch.zeros(1, 5, 4, dtype=torch.float64), torch.zeros_like(t))
+    targets = SoftTargets(
+        t, torch.zeros(1, 5, 4, dtype=torch.float64), torch.zeros_like(t), torch.ones_like(t)
+    )
     loss = SoftTargetDistillation()
     loc = torch.zeros(1, 5, 4, dtype=torch.float64)
 
@@ -237,3 +244,19 @@ def test_soft_target_loss_is_minimised_by_the_teachers_probabilities() -> None:
             ahead, behind = value(logits.detach() + moved), value(logits.detach() - moved)
             assert abs(ahead - behind) / (2 * step) < 1e-8  # central difference: flat
             assert ahead > 0 and behind > 0
+
+
+def test_labelled_faces_are_left_to_the_labels_loss() -> None:
+    """An anchor of a labelled face adds nothing to the class term however wrong the student is
+    there (the multibox loss trains it); the same anchor unlabelled, with the teacher's 1, adds
+    -log p."""
+    conf = torch.tensor([[[4.0, -4.0], [0.0, 0.0]]])  # p(face) = sigmoid(-8) and 0.5
+    probs = torch.tensor([[1.0, 0.0]])
+    zeros = torch.zeros(1, 2, 4)
+    loss = SoftTargetDistillation()
+    labelled = SoftTargets(probs, zeros, torch.zeros(1, 2), torch.tensor([[0.0, 1.0]]))
+    unlabelled = SoftTargets(probs, zeros, torch.zeros(1, 2), torch.ones(1, 2))
+    half = float(np.log(2.0))  # KL(0 || 0.5)
+    assert abs(loss(zeros, conf, labelled, torch.tensor(1.0))["soft_conf"].item() - half) < 1e-6
+    wrong = float(np.log1p(np.exp(8.0)))  # -log sigmoid(-8)
+    assert abs(loss(zeros, conf, unlabelled, torch.tensor(1.0))["soft_conf"].item() - (wrong + half)) < 1e-4

@@ -125,11 +125,15 @@ class SoftTargets:
         probs: ``(B, A)`` float32 face probability in [0, 1] each anchor is trained towards.
         offsets: ``(B, A, 4)`` encoded offsets of the teacher box each anchor regresses onto.
         box_weights: ``(B, A)`` float32 weight of each anchor's regression (0: none).
+        class_weights: ``(B, A)`` float32 weight of each anchor's class term: 0 on the anchors of
+            labelled faces, which the labels' loss already trains (counted again, they would
+            double the positives' weight), 1 elsewhere.
     """
 
     probs: torch.Tensor
     offsets: torch.Tensor
     box_weights: torch.Tensor
+    class_weights: torch.Tensor
 
 
 def build_soft_targets(
@@ -149,8 +153,10 @@ def build_soft_targets(
     labels' 0/1 with 1 replaced by the teacher's confidence, so where teacher and labels agree the
     two losses ask the same. The labels win where they say face (probability 1, no teacher box
     regression): the teacher adds faces and softens background, it never argues against a
-    labelled face. The regression onto the matched teacher box is weighted by its score, and only
-    where the score is at least ``box_threshold`` (a box the teacher doubts is a poor target).
+    labelled face; and the class term leaves the labelled faces' anchors to the labels' loss
+    (``class_weights`` 0). The regression onto the matched teacher box is weighted by its score,
+    and only where the score is at least ``box_threshold`` (a box the teacher doubts is a poor
+    target).
     """
     anchors_xyxy = cxcywh_to_xyxy(anchors)
     probs, offsets, weights = [], [], []
@@ -163,7 +169,9 @@ def build_soft_targets(
         weights.append(torch.where(labelled | (score < box_threshold), 0.0, score))
         encoded = coder.encode(boxes[match.clamp(min=0)] if len(boxes) else anchors_xyxy, anchors)
         offsets.append(torch.where(matched[:, None], encoded, torch.zeros_like(encoded)))
-    return SoftTargets(torch.stack(probs).float(), torch.stack(offsets), torch.stack(weights).float())
+    return SoftTargets(
+        torch.stack(probs).float(), torch.stack(offsets), torch.stack(weights).float(), (labels <= 0).float()
+    )
 
 
 @dataclass(frozen=True)
@@ -172,9 +180,10 @@ class SoftTargetDistillation:
     architecture.
 
     The class term is the binary KL divergence ``KL(t || p)`` between each anchor's target face
-    probability ``t`` and the student's ``p`` (softmax of its two logits) over every anchor: its
-    gradient in the face logit is ``p - t``, zero where the student agrees with the teacher, and
-    it is 0 there (cross-entropy less the teacher's entropy). The box term is the smooth L1 to
+    probability ``t`` and the student's ``p`` (softmax of its two logits) over every anchor but
+    the labelled faces' (``class_weights``): its gradient in the face logit is ``p - t``, zero
+    where the student agrees with the teacher, and it is 0 there (cross-entropy less the
+    teacher's entropy). The box term is the smooth L1 to
     the teacher boxes' offsets, weighted per anchor. Both are divided by the normaliser of
     :class:`MultiBoxLoss` (the ground-truth positives), so the weights are comparable.
 
@@ -199,6 +208,6 @@ class SoftTargetDistillation:
         kl = entropy - t * log_p[..., 1] - (1 - t) * log_p[..., 0]
         box = F.smooth_l1_loss(loc, targets.offsets, reduction="none").sum(dim=2)
         return {
-            "soft_conf": self.conf_weight * kl.sum() / normaliser,
+            "soft_conf": self.conf_weight * (targets.class_weights * kl).sum() / normaliser,
             "soft_loc": self.loc_weight * (targets.box_weights * box).sum() / normaliser,
         }
