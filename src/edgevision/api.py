@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +28,13 @@ def load_detector(
     postprocess: PostProcess | None = None,
     device: str | torch.device | None = None,
     plan_key: str | Path | None = None,
+    scales: Sequence[float] | None = None,
 ) -> Detector:
     """A ready :class:`Detector`: the registered detector ``name`` (default: the best one we ship)
     with ``weights`` (default: its bundled ones), or a plan file built by ``edgevision build``
     (``name`` ending in ``.plan``), run by the engine; a plan read with a key (the file
-    ``plan_key``, else the one ``EDGEVISION_PLAN_KEY`` names) must carry its signature.
+    ``plan_key``, else the one ``EDGEVISION_PLAN_KEY`` names) must carry its signature. ``scales``
+    is the image pyramid (default: the model's ``test_scales``).
 
     ``weights`` may be a state dict or a training checkpoint of ours, or a FaceBoxes.PyTorch
     checkpoint (e.g. its ``FaceBoxesProd.pth``); it is loaded with ``weights_only=True``.
@@ -51,13 +54,13 @@ def load_detector(
         from edgevision.deploy.plan_signing import key_from  # onnx and onnxruntime, for plans only
         from edgevision.deploy.runtime import load_engine
 
-        return detector_from_engine(load_engine(Path(name), key=key_from(plan_key)), postprocess)
+        return detector_from_engine(load_engine(Path(name), key=key_from(plan_key)), postprocess, scales)
     if plan_key is not None:
         raise ConfigError(f"a plan key (--plan-key) is for a plan file (NAME{PLAN_SUFFIX}), not {name!r}")
     device = torch_device(device)
     check_task(name, DETECTION)
     model = create_model(name, weights=weights if weights is not None else model_info(name).weights_path)
-    return Detector(model, postprocess, device)
+    return Detector(model, postprocess, device, scales=scales)
 
 
 def torch_device(device: str | torch.device | None) -> torch.device | None:
@@ -86,9 +89,12 @@ def is_detector_plan(engine: Engine) -> bool:
     return engine.plan.source.get("model") in list_models(DETECTION)
 
 
-def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None) -> Detector:
+def detector_from_engine(
+    engine: Engine, postprocess: PostProcess | None = None, scales: Sequence[float] | None = None
+) -> Detector:
     """A detector around a loaded plan: the engine runs the network; decoding comes from the
-    registered detector the plan was built from (its config, not its weights).
+    registered detector the plan was built from (its config, not its weights); ``scales`` is the
+    image pyramid (default: that detector's ``test_scales``).
 
     Raises:
         UnknownModelError: the plan was not built from a registered detector.
@@ -102,5 +108,10 @@ def detector_from_engine(engine: Engine, postprocess: PostProcess | None = None)
     model = create_model(name)
     network = OnnxNetwork(engine, model)
     return Detector(
-        model, postprocess, torch.device("cpu"), network=network, preprocessing=engine.preprocessing
+        model,
+        postprocess,
+        torch.device("cpu"),
+        network=network,
+        preprocessing=engine.preprocessing,
+        scales=scales,
     )

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgevision.cli_media import DetectSettings  # import-cheap: typer and rich only
-from edgevision.errors import ConfigError, DatasetError, EdgeVisionError
+from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVisionWarning
 
 # Module level stays cheap (typer, rich, errors: no torch), so that `edgevision --help` starts
 # at once; each command imports what it needs. tests/test_startup.py holds this.
@@ -155,6 +155,8 @@ def _progress() -> Progress:
     )
 
 
+SCALES_HELP = "image pyramid: comma-separated scales in (0, 8], e.g. 0.5,1,2 (default: the model's)"
+
 # The options `detect` and `run` share (a detector plan takes them as `detect` does): each is
 # declared once here and added to both commands by `_with_detect_options`; the names are the
 # fields of `DetectSettings`, which checks them.
@@ -174,6 +176,7 @@ DETECT_OPTIONS: dict[str, tuple[Any, Any]] = {
         Annotated[float, typer.Option(help="resize factor applied before the network, in (0, 8]")],
         1.0,
     ),
+    "scales": (Annotated[str | None, typer.Option(help=SCALES_HELP)], None),
     "nms_iou": (
         Annotated[
             float | None, typer.Option(help="IoU above which NMS drops a box, in [0, 1] (default 0.3)")
@@ -247,7 +250,8 @@ def detect(
 
     torch_device(device)  # checked before the inputs are looked at
     media = collect_media(paths)
-    _detect_media(media, _load_detector(model, weights, device, plan_key, settings.postprocess()), settings)
+    detector = _load_detector(model, weights, device, plan_key, settings.postprocess(), settings.pyramid)
+    _detect_media(media, detector, settings)
 
 
 def _load_detector(
@@ -256,13 +260,14 @@ def _load_detector(
     device: str | None,
     plan_key: Path | None,
     postprocess: Any = None,
+    scales: tuple[float, ...] | None = None,
 ) -> Detector:
     """:func:`edgevision.api.load_detector` for a command: a plan's notes (e.g. threads clamped to
     this machine's cores) go to stderr."""
     from edgevision.api import load_detector
 
     detector = load_detector(
-        model, weights=weights, postprocess=postprocess, device=device, plan_key=plan_key
+        model, weights=weights, postprocess=postprocess, device=device, plan_key=plan_key, scales=scales
     )
     _print_notes(getattr(detector.network, "engine", None))
     return detector
@@ -310,6 +315,7 @@ def eval_widerface(
         "out/widerface"
     ),
     scale: Annotated[float, typer.Option(help="resize factor in (0, 8] (1.0: native resolution)")] = 1.0,
+    scales: Annotated[str | None, typer.Option(help=SCALES_HELP)] = None,
     plan_key: PlanKeyOption = None,
 ) -> None:
     """WIDER FACE val easy/medium/hard AP with the official protocol, on the val images present.
@@ -319,18 +325,19 @@ def eval_widerface(
     not at all."""
     from edgevision.api import DETECTION
     from edgevision.data.io import atomic_write, check_output_dir
-    from edgevision.detection.detector import check_scale
+    from edgevision.detection.detector import check_scale, parse_scales
     from edgevision.evaluation.plots import plot_pr_curves
     from edgevision.evaluation.widerface_predict import run_widerface
     from edgevision.models import default_model
 
     check_scale(scale, "--scale")
+    pyramid = parse_scales(scales) if scales is not None else None
     check_output_dir(out, "--out")
     data = _data_root(data, "widerface")
     if not data.is_dir():
         raise DatasetError(f"WIDER FACE root {'is not a folder' if data.exists() else 'not found'}: {data}")
     model = model or default_model(DETECTION)
-    detector = _load_detector(model, weights, None, plan_key)
+    detector = _load_detector(model, weights, None, plan_key, scales=pyramid)
     predictions = out / "predictions"
     with _progress() as progress:
         result = run_widerface(
@@ -341,6 +348,7 @@ def eval_widerface(
         "model": model,
         "weights": str(weights or "bundled"),
         "scale": scale,
+        "scales": list(detector.scales),
         "set": result.label,
         "ap": {k: (None if math.isnan(v) else v) for k, v in result.ap.items()},  # JSON has no NaN
         "faces": result.num_faces,
@@ -567,7 +575,7 @@ def run_plan(
     engine = _load_engine(plan, threads, plan_key)
     media = collect_media(inputs)
     if is_detector_plan(engine):
-        _detect_media(media, detector_from_engine(engine, settings.postprocess()), settings)
+        _detect_media(media, detector_from_engine(engine, settings.postprocess(), settings.pyramid), settings)
         return
     if settings.out is not None:
         source = engine.plan.source.get("model")
@@ -585,10 +593,29 @@ def _on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _one_line_warnings(show_python: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints edgevision's warnings as one ``warning:`` line and
+    hands the others to ``show_python``."""
+
+    def show(message: Warning | str, category: type[Warning], *where: object) -> None:
+        if issubclass(category, EdgeVisionWarning):
+            text = escape(str(message))
+            err_console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+        else:
+            show_python(message, category, *where)
+
+    return show
+
+
 def main() -> None:
-    """Entry point: runs the app, turning edgevision's errors into one line and exit code 2."""
+    """Entry point: runs the app, turning edgevision's errors into one line and exit code 2, and
+    its warnings into one line each."""
     import signal
     import threading
+    import warnings
+
+    show_python = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(show_python)
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal() needs it
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
@@ -599,6 +626,7 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     finally:
+        warnings.showwarning = show_python
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 

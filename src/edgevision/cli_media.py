@@ -43,6 +43,7 @@ class DetectSettings:
         json_lines: print one JSON object per image or frame instead of text.
         threshold: minimum score reported, in [0, 1].
         scale: resize factor before the network, in (0, MAX_SCALE].
+        scales: the image pyramid, comma-separated (``None``: the model's); see ``pyramid``.
         nms_iou, top_k, keep: the post-processing's (``None``: :class:`PostProcess`'s default).
         max_pixels: the pixel cap of the images read and of the network input (``None``: the
             default, see :func:`edgevision.data.io.max_pixels_limit`).
@@ -56,6 +57,7 @@ class DetectSettings:
     json_lines: bool = False
     threshold: float = 0.5
     scale: float = 1.0
+    scales: str | None = None
     nms_iou: float | None = None
     top_k: int | None = None
     keep: int | None = None
@@ -69,11 +71,19 @@ class DetectSettings:
 
         check_number("--threshold", self.threshold, 0.0, 1.0)
         check_scale(self.scale, "--scale")
+        self.pyramid  # noqa: B018 (checked now, before any work)
         if self.nms_iou is not None:
             check_number("--nms-iou", self.nms_iou, 0.0, 1.0)
         max_pixels_limit(self.max_pixels, "--max-pixels")  # a bad EDGEVISION_MAX_PIXELS too
         if self.out is not None:
             check_output_dir(self.out, "--out")
+
+    @property
+    def pyramid(self) -> tuple[float, ...] | None:
+        """``scales`` parsed and checked (``None``: the model's own pyramid)."""
+        from edgevision.detection.detector import parse_scales
+
+        return parse_scales(self.scales, "--scales") if self.scales is not None else None
 
     def postprocess(self) -> PostProcess:
         """The detector's post-processing: :class:`PostProcess` with the NMS options given."""

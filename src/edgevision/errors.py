@@ -61,3 +61,8 @@ class UnknownPluginError(EdgeVisionError):
 
 class TrainingDivergedError(EdgeVisionError):
     """Training produced a NaN or inf loss or weights; nothing non-finite was saved."""
+
+
+class EdgeVisionWarning(UserWarning):
+    """Work that went on with less than was asked (e.g. a pyramid scale skipped); the CLI prints
+    it as one ``warning:`` line."""

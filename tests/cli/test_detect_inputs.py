@@ -103,6 +103,11 @@ def test_the_pixel_cap_can_be_raised(run_cli, astronaut_path: Path, monkeypatch)
         ("--nms-iou", "1.5"),
         ("--max-pixels", "0"),
         ("--device", "tpu"),
+        ("--scales", "0,1"),
+        ("--scales", "1,-0.5"),
+        ("--scales", "1,nan"),
+        ("--scales", "1,,2"),
+        ("--scales", ""),
     ],
 )
 def test_bad_numbers_are_refused_before_any_work(
@@ -112,6 +117,19 @@ def test_bad_numbers_are_refused_before_any_work(
     code, stdout, err = run_cli("detect", str(astronaut_path), "--out", str(out), option, value)
     assert_one_line_error(code, err, option)
     assert stdout == "" and not out.exists()
+
+
+def test_a_pyramid_scale_over_the_cap_is_skipped_with_one_warning_line(run_cli, astronaut_path: Path) -> None:
+    """The 512x512 photo at 1x and 2x under a cap of its own size: 2x (1024x1024) is skipped with
+    one warning line, 1x still finds the face; with 2x alone there is nothing to run: an error."""
+    code, stdout, err = run_cli("detect", str(astronaut_path), "--scales", "1,2", "--max-pixels", "262144")
+    assert code == 0 and "1 face(s)" in stdout
+    assert [line for line in err.splitlines() if line.strip() and not line.startswith("summary:")] == [
+        "warning: pyramid scale 2 skipped: the image scaled by 2 is 1024x1024 = 1,048,576 pixels, over the "
+        "limit of 262,144 (raise it with --max-pixels or EDGEVISION_MAX_PIXELS)"
+    ]
+    code, _, err = run_cli("detect", str(astronaut_path), "--scales", "2", "--max-pixels", "262144")
+    assert code == 2 and "the image scaled by 2 is 1024x1024" in err and "warning: pyramid" not in err
 
 
 def test_bad_environment_cap_is_refused_before_any_work(

@@ -179,24 +179,30 @@ def test_eval_on_a_val_subset(run_cli, tmp_path: Path, tiny_root: Path, referenc
     assert len(predictions) == 3, predictions
 
 
-def test_scale_must_be_positive(
-    run_cli, assert_one_line_error, tmp_path: Path, tiny_root: Path, reference_weights: Path
+@pytest.mark.parametrize(("option", "value"), [("--scale", "0"), ("--scales", "0.5,0"), ("--scales", "1,-2")])
+def test_scales_must_be_positive(
+    run_cli, assert_one_line_error, tmp_path: Path, tiny_root: Path, reference_weights: Path, option, value
 ) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli(
-        "eval",
-        "widerface",
-        "--weights",
-        str(reference_weights),
-        "--data",
-        str(tiny_root),
-        "--out",
-        str(out),
-        "--scale",
-        "0",
-    )
-    assert_one_line_error(code, err, "--scale")
+        "eval", "widerface", "--weights", str(reference_weights), "--data", str(tiny_root), "--out", str(out),
+        option, value,
+    )  # fmt: skip
+    assert_one_line_error(code, err, option)
     assert not out.exists()
+
+
+def test_the_pyramid_is_the_one_asked_for(run_cli, tmp_path: Path, astronaut_jpeg: bytes) -> None:
+    """``--scales 1,0.5`` runs both scales: the results record them and the face is still found
+    (AP 1 on the one-face image)."""
+    faces = {"astro": [[182, 64, 86, 110]]}
+    counted = {subset: {"astro": [1]} for subset in SUBSETS}
+    root = hand_made_root(tmp_path / "wider", {"astro": astronaut_jpeg}, faces, counted)
+    out = tmp_path / "out"
+    code, _, err = run_cli("eval", "widerface", "--data", str(root), "--out", str(out), "--scales", "1,0.5")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["scales"] == [1.0, 0.5] and results["ap"]["easy"] == 1.0
 
 
 def test_data_that_is_not_a_wider_root(run_cli, assert_one_line_error, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ one NMS runs across the scales, and the model learns which scale it decodes (han
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.detection.detector import Detector
-from edgevision.errors import ConfigError
+from edgevision.errors import ConfigError, EdgeVisionWarning, ImageDecodeError
 
 
 class StubDetector:
@@ -81,10 +82,40 @@ def test_a_bad_scale_list_is_refused(scales: tuple[float, ...]) -> None:
         Detector(stub, device=torch.device("cpu"), network=stub, scales=scales)
 
 
-def test_an_image_smaller_than_the_detectors_input_is_refused() -> None:
+def test_an_image_smaller_than_the_detectors_input_at_every_scale_is_refused() -> None:
     stub = StubDetector()
     detector = Detector(stub, device=torch.device("cpu"), network=stub)
     with pytest.raises(
-        ConfigError, match=r"scaled by 0.5 is 6x5, smaller than the detector's smallest input, 8 px"
+        ConfigError, match=r"scaled by 0.5 is 2x2, smaller than the detector's smallest input, 8 px"
+    ):
+        detector.detect(np.zeros((3, 3, 3), np.uint8))  # 1.5, 3 and 6 px: under 8 at every scale
+    assert stub.seen == []
+
+
+def test_a_scale_the_image_does_not_fit_is_skipped_with_a_warning() -> None:
+    """A 12x10 thumbnail is 6x5 at 0.5x (under the 8 px input): 1x and 2x still run, and the model
+    decodes with the pyramid that ran, so it can hand 0.5x's faces to 1x. A 2x pass over the pixel
+    cap is skipped the same way, and the 2x scale's corner box (5 px in the image) is gone."""
+    stub = StubDetector()
+    detector = Detector(stub, device=torch.device("cpu"), network=stub)
+    with pytest.warns(
+        EdgeVisionWarning, match="pyramid scale 0.5 skipped: the 12x10 image scaled by 0.5 is 6x5"
     ):
         detector.detect(np.zeros((10, 12, 3), np.uint8))
+    assert stub.seen == [((10, 12), 1.0, (1.0, 2.0)), ((20, 24), 2.0, (1.0, 2.0))]
+
+    stub.seen.clear()
+    detector.max_pixels = 200 * 400
+    with pytest.warns(EdgeVisionWarning, match="pyramid scale 2 skipped: the image scaled by 2 is 800x400"):
+        found = detector.detect(np.zeros((200, 400, 3), np.uint8))
+    assert [scale for _, scale, _ in stub.seen] == [0.5, 1.0]
+    assert sorted(found.boxes[:, 2].tolist()) == [10.0, 20.0, 300.0]
+
+
+def test_a_single_scale_that_does_not_fit_is_an_error_not_a_warning() -> None:
+    stub = StubDetector()
+    detector = Detector(stub, device=torch.device("cpu"), network=stub, scales=(2.0,), max_pixels=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageDecodeError, match="the image scaled by 2 is 40x40 = 1,600 pixels"):
+            detector.detect(np.zeros((20, 20, 3), np.uint8))

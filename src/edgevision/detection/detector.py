@@ -10,6 +10,7 @@ scale merged, one shared NMS.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -22,7 +23,7 @@ from edgevision.data.io import check_pixel_count, read_image
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.detection.detections import Detections
 from edgevision.detection.postprocess import PostProcess
-from edgevision.errors import ConfigError, ShapeError
+from edgevision.errors import ConfigError, EdgeVisionWarning, ImageDecodeError, ShapeError
 from edgevision.validation import check_number
 
 # The largest resize factor: well past the up-scaling that face detectors are tested with, and
@@ -66,6 +67,20 @@ class DetectorModel(Protocol):
 def check_scale(scale: float, name: str = "scale") -> float:
     """``scale`` when it is a finite number in ``(0, MAX_SCALE]``, else a :class:`ConfigError`."""
     return check_number(name, scale, 0.0, MAX_SCALE, low_open=True)
+
+
+def parse_scales(text: str, name: str = "--scales") -> tuple[float, ...]:
+    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``, each checked by :func:`check_scale`.
+
+    Raises:
+        ConfigError: empty, not numbers, or a scale outside ``(0, MAX_SCALE]``.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        scales = tuple(float(part) for part in parts)
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, e.g. 0.5,1,2; got {text!r}") from None
+    return tuple(check_scale(scale, f"each of {name}") for scale in scales)
 
 
 def default_device() -> torch.device:
@@ -125,28 +140,48 @@ class Detector:
         image's pixels.
 
         Raises:
-            ConfigError: ``scale`` is not in ``(0, MAX_SCALE]``, or shrinks the image below the
-                detector's smallest input.
-            ImageDecodeError: a scaled image is over the pixel cap.
+            ConfigError: ``scale`` is not in ``(0, MAX_SCALE]``, or the image at every pyramid
+                scale is below the detector's smallest input.
+            ImageDecodeError: the image at every pyramid scale is over the pixel cap (or one
+                scale is under the smallest input and the others over the cap).
         """
         scale = check_scale(scale)
         if isinstance(image, (str, Path)):
             image = read_image(image, max_pixels=self.max_pixels)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
+        scales = self._scales_that_fit(image, scale)
         boxes, scores = [], []
-        for pyramid_scale in self.scales:
+        for pyramid_scale in scales:
             factor = scale * pyramid_scale
-            scaled_boxes, scaled_scores = self._detect_at(image, factor, pyramid_scale)
+            scaled_boxes, scaled_scores = self._detect_at(image, factor, pyramid_scale, scales)
             boxes.append(scaled_boxes / factor)
             scores.append(scaled_scores)
         return self.postprocess(torch.cat(boxes), torch.cat(scores)).to("cpu")
 
-    def _detect_at(
-        self, image: np.ndarray, factor: float, pyramid_scale: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``
-        (the pyramid's ``pyramid_scale`` times the caller's scale)."""
+    def _scales_that_fit(self, image: np.ndarray, scale: float) -> tuple[float, ...]:
+        """The pyramid scales at which ``image``, also resized by ``scale``, is within the
+        detector's smallest input and the pixel cap. A scale that does not fit is skipped with a
+        warning (a 2x pass over a huge photo, a 0.5x pass over a thumbnail: the other scales
+        still see its faces); when none fits, the first one's error is raised."""
+        fitting, errors = [], {}
+        for pyramid_scale in self.scales:
+            try:
+                self._check_input_size(image, scale * pyramid_scale)
+            except (ConfigError, ImageDecodeError) as error:
+                errors[pyramid_scale] = error
+            else:
+                fitting.append(pyramid_scale)
+        if not fitting:
+            raise next(iter(errors.values()))
+        for pyramid_scale, error in errors.items():
+            warnings.warn(
+                f"pyramid scale {pyramid_scale:g} skipped: {error}", EdgeVisionWarning, stacklevel=4
+            )
+        return tuple(fitting)
+
+    def _check_input_size(self, image: np.ndarray, factor: float) -> None:
+        """Refuse ``image`` resized by ``factor`` when under the smallest input or over the cap."""
         height, width = round(image.shape[0] * factor), round(image.shape[1] * factor)
         if min(height, width) < self.model.min_input_size:
             raise ConfigError(
@@ -154,6 +189,13 @@ class Detector:
                 f"smaller than the detector's smallest input, {self.model.min_input_size} px a side"
             )
         check_pixel_count(width, height, self.max_pixels, f"the image scaled by {factor:g}")
+
+    def _detect_at(
+        self, image: np.ndarray, factor: float, pyramid_scale: float, scales: tuple[float, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``
+        (the pyramid's ``pyramid_scale`` times the caller's scale); ``scales`` are the pyramid
+        scales this image runs at."""
         if factor != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does
             image = cv2.resize(
                 image.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR
@@ -161,4 +203,4 @@ class Detector:
         inputs = torch.from_numpy(self.preprocessing.network_input(image))[None].to(self.device)
         outputs = self.network(inputs)
         size = (image.shape[0], image.shape[1])
-        return self.model.decode(outputs, size, scale=pyramid_scale, scales=self.scales)
+        return self.model.decode(outputs, size, scale=pyramid_scale, scales=scales)
