@@ -77,7 +77,7 @@ def test_train_refuses_a_soft_teacher_it_cannot_run_before_anything_is_written(
 
 @pytest.mark.slow
 def test_train_with_two_calibrated_soft_teachers_logs_their_losses(
-    run_cli, data_dir, shared_weights, tmp_path
+    run_cli, data_dir, shared_weights, tmp_path, monkeypatch
 ):
     """YuNet and the reference FaceBoxes, calibrated on the 2 WIDER images and ensembled, for one
     step: the run logs the soft-target losses beside the multibox ones and records its teachers
@@ -109,6 +109,20 @@ def test_train_with_two_calibrated_soft_teachers_logs_their_losses(
         probabilities = fitted["probabilities"]
         assert len(fitted["scores"]) == len(probabilities) >= 2
         assert probabilities == sorted(probabilities) and 0 <= probabilities[0] <= probabilities[-1] <= 1
+
+    # A resumed run takes the calibrations its checkpoint holds: no teacher runs over the images.
+    import edgevision.training.single_shot_faces as recipe
+
+    monkeypatch.setattr(recipe, "calibrate", lambda *_: pytest.fail("calibrated again on resume"))
+    code, _, err = run_cli(
+        "train", "faceboxes", "--data", str(data_dir / "widerface"), "--out", str(out),
+        "--image-size", "256", "--batch-size", "2", "--epochs", "2", "--workers", "0",
+        "--max-images", "2", "--log-every", "1", "--soft-teacher", yunet, "--soft-teacher", faceboxes,
+        "--calibrate-teachers", "--resume",
+    )  # fmt: skip
+    assert code in (0, None), err
+    resumed = load_checkpoint(out / "last.pth")
+    assert resumed["epoch"] == 1 and resumed["config"]["extra"]["teacher_calibration"] == calibrations
 
 
 def test_train_refuses_to_calibrate_without_a_soft_teacher(run_cli, assert_one_line_error, tmp_path):

@@ -19,15 +19,16 @@ from edgevision.data.transforms import faceboxes_train_transform, small_face_tra
 from edgevision.data.widerface import load_split
 from edgevision.detection.losses import DistillationLoss, SoftTargetDistillation
 from edgevision.detection.single_shot import SingleShotDetector
-from edgevision.errors import ConfigError, DatasetError
+from edgevision.errors import ConfigError, DatasetError, WeightsError
 from edgevision.models import create_model
+from edgevision.models.checkpoint import load_checkpoint
 from edgevision.training.config import TrainConfig, prepare_run
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
 from edgevision.training.loop import fit
 from edgevision.training.objectives import AnchorObjective, require_matched_faces
 from edgevision.training.recipes import register_recipe
 from edgevision.training.schedules import warmup_step_lr
-from edgevision.training.teacher_calibration import CalibratedTeacher, calibrate
+from edgevision.training.teacher_calibration import CalibratedTeacher, ScoreCalibration, calibrate
 from edgevision.training.teachers import Teacher, ensemble, teachers_from_specs
 
 
@@ -55,7 +56,7 @@ def train_single_shot_faces(
     teacher_net = create_model(model_name, weights=teacher) if teacher else None
     prepare_run(config, model)
     if config.calibrate_teachers:
-        teachers = calibrated_on_widerface(teachers, config, data, max_images)
+        teachers = calibrated_on_widerface(teachers, config, data, max_images, resume)
     detection_teacher = ensemble(teachers)
     dataset = widerface_training_set(
         data,
@@ -145,20 +146,46 @@ def widerface_training_set(
 
 
 def calibrated_on_widerface(
-    teachers: list[Teacher], config: TrainConfig, data: Path, max_images: int | None = None
+    teachers: list[Teacher],
+    config: TrainConfig,
+    data: Path,
+    max_images: int | None = None,
+    resume: bool = False,
 ) -> list[Teacher]:
     """Each teacher with its scores calibrated on the WIDER FACE train images (the first
     ``max_images``) at their own size; the fitted maps go into ``config.extra`` (and so into the
-    checkpoints), under ``teacher_calibration``, by teacher spec."""
+    checkpoints), under ``teacher_calibration``, by teacher spec. A resumed run takes the maps its
+    checkpoint holds (fitting them again would run every teacher over the images, minutes each).
+
+    Raises:
+        WeightsError: ``resume`` without a readable ``last.pth`` in ``config.out_dir``.
+    """
+    stored = _stored_calibrations(Path(config.out_dir) / "last.pth") if resume else {}
     split = load_split(data, "train")
     images = [(split.image_path(r), r.boxes, r.valid) for r in split.records[:max_images]]
     calibrated, fitted = [], {}
     for spec, teacher in zip(config.teachers, teachers):
-        calibration = calibrate(teacher, images)
+        if spec in stored:
+            calibration = ScoreCalibration(
+                tuple(stored[spec]["scores"]), tuple(stored[spec]["probabilities"])
+            )
+        else:
+            calibration = calibrate(teacher, images)
         calibrated.append(CalibratedTeacher(teacher, calibration))
         fitted[spec] = {"scores": calibration.scores, "probabilities": calibration.probabilities}
     config.extra["teacher_calibration"] = fitted
     return calibrated
+
+
+def _stored_calibrations(last: Path) -> dict[str, dict[str, list[float]]]:
+    """The teacher calibrations recorded in the checkpoint ``last`` (by teacher spec).
+
+    Raises:
+        WeightsError: ``last`` does not exist (nothing to resume) or cannot be read.
+    """
+    if not last.is_file():
+        raise WeightsError(f"nothing to resume: {last} does not exist")
+    return load_checkpoint(last).get("config", {}).get("extra", {}).get("teacher_calibration", {})
 
 
 def _mean_bgr(preprocessing: Preprocessing) -> tuple[float, float, float]:
