@@ -35,11 +35,12 @@ from rich.table import Table
 from torchvision.ops import box_iou
 
 from edgevision import load_detector
+from edgevision.api import PLAN_SUFFIX
 from edgevision.data.io import atomic_write, read_image
 from edgevision.data.paths import default_data_dir
 from edgevision.data.widerface import load_split
 from edgevision.detection.detections import Detections
-from edgevision.detection.detector import Detector
+from edgevision.detection.detector import parse_scales
 from edgevision.evaluation.widerface import write_prediction_file
 from edgevision.evaluation.widerface_predict import evaluate_prediction_dir, widerface_ground_truth
 from edgevision.models import DETECTION, list_models, model_info
@@ -73,17 +74,9 @@ def parse_detector(spec: str, label: str | None = None) -> Entry:
     that detector on the CPU, labelled ``label`` (default: the spec's name and weights file)."""
     name, _, scales = spec.partition("@")
     name, _, weights = name.partition("=")
-    detector = load_detector(name, weights=weights or None, device="cpu")
-    if scales:
-        pyramid = tuple(float(s) for s in scales.split(","))
-        detector = Detector(
-            detector.model,
-            detector.postprocess,
-            torch.device("cpu"),
-            network=detector.network,
-            preprocessing=detector.preprocessing,
-            scales=pyramid,
-        )
+    pyramid = parse_scales(scales, "@SCALES") if scales else None
+    device = None if name.endswith(PLAN_SUFFIX) else "cpu"  # a plan runs on its backend
+    detector = load_detector(name, weights=weights or None, device=device, scales=pyramid)
     label = label or (name + (f" ({Path(weights).name})" if weights else ""))
     return Entry(f"{label} @ {','.join(f'{s:g}' for s in detector.scales)}", detector.detect)
 
