@@ -4,7 +4,7 @@ score 0.5, IoU 0.5), and the CPU time of one detection on one thread (median, en
 in, faces out) at 640x480 and 1280x720.
 
     python benchmarks/detectors_widerface.py [--detector NAME[=WEIGHTS][@SCALES]]... [--yunet]
-        [--reference] [--int8] [--repeats 20] [--out out/detectors.json]
+        [--reference] [--int8] [--repeats 20] [--no-accuracy | --no-timing] [--out out/detectors.json]
 
 Without ``--detector``, every registered detector with bundled weights. ``NAME`` is a registered
 detector (or a plan file), ``WEIGHTS`` its weights (default: bundled),
@@ -146,6 +146,8 @@ def main(
     repeats: Annotated[int, typer.Option(min=1, help="timed detections per size")] = 20,
     int8: Annotated[bool, typer.Option(help="add each registered detector's int8 plan")] = False,
     out: Annotated[Path | None, typer.Option(help="also write the figures as JSON")] = None,
+    accuracy: Annotated[bool, typer.Option(help="measure dev-val AP and small-face recall")] = True,
+    timing: Annotated[bool, typer.Option(help="measure the 1-thread CPU time")] = True,
 ) -> None:
     # Default: every registered detector with bundled weights.
     specs = detector or [name for name in list_models(DETECTION) if model_info(name).weights is not None]
@@ -168,17 +170,20 @@ def main(
     rows = []
     for entry in entries:
         set_threads(2)
-        figures = evaluate(entry, data)
-        figures["ms"] = time_ms(entry, photo, repeats)
+        figures = evaluate(entry, data) if accuracy else {}
+        if timing:
+            figures["ms"] = time_ms(entry, photo, repeats)
         rows.append({"detector": entry.label, **figures})
         Console().print(f"{entry.label}: {json.dumps(figures)}")
-    table = Table(title=f"WIDER FACE dev-val ({rows[0]['set']}); CPU ms, 1 thread, {cpu_name()}")
+    dev_val = rows[0].get("set", "AP not measured")
+    table = Table(title=f"WIDER FACE dev-val ({dev_val}); CPU ms, 1 thread, {cpu_name()}")
     for column in ("detector", "easy", "medium", "hard", f"recall <{SMALL_PX}px", *SIZES):
         table.add_column(column, justify="left" if column == "detector" else "right")
     for row in rows:
-        ap = [f"{row['ap'][s]:.3f}" for s in ("easy", "medium", "hard")]
-        ms = [f"{row['ms'][s]:.1f}" for s in SIZES]
-        table.add_row(row["detector"], *ap, f"{row[f'recall_under_{SMALL_PX}px']:.3f}", *ms)
+        ap = [f"{row['ap'][s]:.3f}" if accuracy else "-" for s in ("easy", "medium", "hard")]
+        recall = f"{row[f'recall_under_{SMALL_PX}px']:.3f}" if accuracy else "-"
+        ms = [f"{row['ms'][s]:.1f}" if timing else "-" for s in SIZES]
+        table.add_row(row["detector"], *ap, recall, *ms)
     Console(width=140).print(table)
     if out is not None:
         with atomic_write(out, "w") as handle:

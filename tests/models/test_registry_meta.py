@@ -3,6 +3,8 @@ detector check, and config overrides the model does not have refused in one line
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from torch import nn
 
@@ -24,7 +26,9 @@ def test_every_bundled_weights_file_is_shipped_with_its_card(name: str) -> None:
     info = model_info(name)
     assert info.weights_path.is_file()
     assert info.weights_meta["model"] == name
-    create_model(name, weights=info.weights_path)  # and it loads
+    assert hashlib.sha256(info.weights_path.read_bytes()).hexdigest() == info.weights_meta["sha256"]
+    model = create_model(name, weights=info.weights_path)  # and it loads
+    assert sum(p.numel() for p in model.parameters()) == info.weights_meta["parameters"]
 
 
 def test_the_default_detector_and_the_detectors() -> None:
