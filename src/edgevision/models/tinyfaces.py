@@ -203,7 +203,7 @@ def centred_iou(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-@register_model("tinyfaces", task="detection", recipe="single_shot_faces")
+@register_model("tinyfaces", task="detection", weights="tinyfaces_widerface.pth", recipe="single_shot_faces")
 def tinyfaces(**overrides: Any) -> TinyFaces:
     """Tiny Faces with :class:`TinyFacesConfig` fields overridden by keyword."""
     return TinyFaces(replace(TinyFacesConfig(), **overrides))
