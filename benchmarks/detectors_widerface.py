@@ -17,6 +17,7 @@ run by ONNX Runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -88,10 +89,11 @@ def int8_plan(spec: str, folder: Path) -> Entry:
 
     model, _, scales = spec.partition("@")
     name, _, weights = model.partition("=")
-    plan = folder / f"{name}.plan"
-    calibration = DATA / "widerface" / "WIDER_train" / "images"
-    options = BuildOptions(precision="int8", calibration_dir=calibration, pixel_input=True)
-    build_engine(name, plan, options, weights=weights or None)
+    plan = folder / f"{name}_{hashlib.sha256(model.encode()).hexdigest()[:8]}.plan"
+    if not plan.exists():  # one build serves every pyramid of the same weights
+        calibration = DATA / "widerface" / "WIDER_train" / "images"
+        options = BuildOptions(precision="int8", calibration_dir=calibration, pixel_input=True)
+        build_engine(name, plan, options, weights=weights or None)
     return parse_detector(f"{plan}{'@' + scales if scales else ''}", f"{name} int8 plan")
 
 
