@@ -63,6 +63,14 @@ class TrainingDivergedError(EdgeVisionError):
     """Training produced a NaN or inf loss or weights; nothing non-finite was saved."""
 
 
+class NoFaceError(EdgeVisionError):
+    """An image in which a face was needed (to embed it, to verify it) has none."""
+
+
+class MissingDependencyError(EdgeVisionError):
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
+
+
 class EdgeVisionWarning(UserWarning):
     """Work that went on with less than was asked (e.g. a pyramid scale skipped); the CLI prints
     it as one ``warning:`` line."""
