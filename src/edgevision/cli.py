@@ -405,6 +405,44 @@ def data_stats(
     typer.echo(f"chart: {out}")
 
 
+@data_app.command("teacher-set")
+def data_teacher_set(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the set to write (.npz, checked first)")],
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root (default: DATA/widerface)")] = None,
+    yunet: Annotated[
+        Path | None,
+        typer.Option(help="YuNet ONNX for the landmarks (default: DATA/weights/yunet/yunet_n_dynamic.onnx)"),
+    ] = None,
+    split: Annotated[str, typer.Option(help="WIDER FACE split: train (never val: it measures)")] = "train",
+    min_face: Annotated[int, typer.Option(help="shortest face side kept, px")] = 40,
+) -> None:
+    """Align WIDER FACE's labelled faces with YuNet's landmarks and embed each (and its mirror)
+    with dlib: the distillation set of `train mobilefacenet --distill` (needs edgevision[dlib])."""
+    from edgevision.data.io import check_output_file
+    from edgevision.recognition.dlib_peer import DlibEmbedder
+    from edgevision.recognition.teacher_set import build_teacher_set, save_teacher_set
+
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz, got {out.name!r}")
+    if not 8 <= min_face <= 4096:
+        raise ConfigError(f"--min-face must be in [8, 4096] px, got {min_face}")
+    check_output_file(out, "--out")
+    data = _data_root(data, "widerface")
+    yunet = yunet or _data_root(None, "weights") / "yunet" / "yunet_n_dynamic.onnx"
+    DlibEmbedder()  # a missing extra fails now, not after the first image
+    with _progress() as progress:
+        task = progress.add_task(f"WIDER {split} faces", total=None)
+        teacher_set = build_teacher_set(
+            data,
+            yunet,
+            split=split,
+            min_face=min_face,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    save_teacher_set(teacher_set, out)
+    typer.echo(f"{len(teacher_set)} faces: {out}")
+
+
 @app.command("models")
 def models_table(
     pattern: Annotated[str, typer.Argument(help="names to list, a shell pattern (e.g. 'mobile*')")] = "*",
