@@ -51,6 +51,43 @@ def plot_pr_curves(
     return save_figure(figure, path)
 
 
+def plot_roc_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str,
+    accuracy: dict[str, float] | None = None,
+) -> Path:
+    """Draw one verification ROC line per curve, FAR on a log axis (where face verification is
+    read: TAR at FAR 1e-3, 1e-2), TAR up; return ``path``.
+
+    Args:
+        curves: name -> ``(fpr, tpr)`` as :func:`edgevision.evaluation.verification.roc_curve`
+            returns; points at FAR 0 cannot sit on a log axis and are not drawn.
+        path: the figure file; its suffix (``.png``, ``.pdf``, ``.svg``) sets the format.
+        title: the figure title, e.g. ``"ORL people 31-40, 900 pairs"``.
+        accuracy: name -> 10-fold accuracy for the legend.
+    """
+    figure, axes = _figure((5.5, 5.0))
+    lowest = 1.0
+    for name, (fpr, tpr) in curves.items():
+        fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+        if fpr.ndim != 1 or fpr.shape != tpr.shape:
+            raise ShapeError(f"ROC curve {name!r} must be two (T,) arrays, got {fpr.shape} and {tpr.shape}")
+        drawn = fpr > 0
+        lowest = min(lowest, fpr[drawn].min(initial=1.0))
+        label = name if accuracy is None else f"{name} (accuracy {100 * accuracy[name]:.2f}%)"
+        axes.plot(fpr[drawn], tpr[drawn], linewidth=2.0, label=label)
+    axes.set_xscale("log")
+    axes.set(
+        xlim=(min(lowest, 1e-3), 1.0), ylim=(0.0, 1.02), xlabel="False accept rate", ylabel="True accept rate"
+    )
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    if curves:
+        axes.legend(loc="lower right")
+    return save_figure(figure, path)
+
+
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
     """A ``size`` inches figure on the Agg canvas (no display needed) and its one axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
