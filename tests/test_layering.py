@@ -16,7 +16,7 @@ LAYERS = [
     {"data"},
     {"layers", "detection"},
     {"models"},
-    {"training", "evaluation", "deploy", "visualize"},
+    {"training", "evaluation", "deploy", "visualize", "recognition"},
     {"api", "cli", "cli_media", "__init__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
