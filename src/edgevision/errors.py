@@ -59,6 +59,10 @@ class UnknownPluginError(EdgeVisionError):
     """A plugin (domain, op type, version) of the engine is not in the registry."""
 
 
+class GalleryError(EdgeVisionError):
+    """A face gallery file is not a gallery, was made by another model, or has no such name."""
+
+
 class TrainingDivergedError(EdgeVisionError):
     """Training produced a NaN or inf loss or weights; nothing non-finite was saved."""
 
