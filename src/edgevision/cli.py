@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from edgevision.cli_gallery import gallery_app  # import-cheap: typer and rich only
 from edgevision.cli_media import DetectSettings  # import-cheap: typer and rich only
 from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVisionWarning
 
@@ -361,6 +362,7 @@ def eval_widerface(
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets in their official formats.")
 app.add_typer(data_app, name="data")
+app.add_typer(gallery_app, name="gallery")
 
 
 @data_app.command("stats")
