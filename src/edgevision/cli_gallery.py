@@ -107,8 +107,9 @@ def search(
 ) -> None:
     """The people in the gallery most like the face in IMAGE, best first.
 
-    Each with the cosine similarity of the image's embedding to that person's closest image, and
-    that image. An image without a face is an error."""
+    Each with the cosine similarity of the image's embedding to that person's closest image, that
+    image, and whether they are the same person by the recognizer's verification threshold (a
+    cosine distance, 1 - similarity; from its model card). An image without a face is an error."""
     from edgevision.data.io import read_image
     from edgevision.errors import EdgeVisionError, GalleryError
     from edgevision.recognition.gallery import Gallery
@@ -125,18 +126,29 @@ def search(
         except EdgeVisionError as error:  # e.g. no face: the message names the image
             raise type(error)(f"{image}: {error}") from None
         matches = store.search(embedding, top)
+    threshold = recognizer.threshold  # None: weights without a card, no same-person verdict
+    same = [None if threshold is None else 1.0 - m.similarity <= threshold for m in matches]
     if json_output:
-        found = [{"name": m.name, "similarity": round(m.similarity, 6), "source": m.source} for m in matches]
-        typer.echo(json.dumps({"image": str(image), "gallery": str(gallery), "matches": found}))
+        found = [
+            {"name": m.name, "similarity": round(m.similarity, 6), "source": m.source}
+            | ({} if verdict is None else {"same": verdict})
+            for m, verdict in zip(matches, same)
+        ]
+        record = {"image": str(image), "gallery": str(gallery), "threshold": threshold, "matches": found}
+        typer.echo(json.dumps(record))
         return
     from rich.table import Table
 
     typer.echo(f"{image} in {gallery} ({recognizer.model_name}, cosine similarity):")
     table = Table()
-    for column in ("rank", "name", "similarity", "closest image"):
+    verdict_column = [] if threshold is None else [f"same (distance <= {threshold:g})"]
+    for column in ("rank", "name", "similarity", *verdict_column):
         table.add_column(column, justify="right" if column in ("rank", "similarity") else "left")
-    for rank, match in enumerate(matches, 1):
-        table.add_row(str(rank), escape(match.name), f"{match.similarity:.3f}", escape(match.source))
+    table.add_column("closest image", overflow="fold")  # a path is folded, never cut short
+    for rank, (match, verdict) in enumerate(zip(matches, same), 1):
+        cells = [str(rank), escape(match.name), f"{match.similarity:.3f}"]
+        cells += [] if verdict is None else ["yes" if verdict else "no"]
+        table.add_row(*cells, escape(match.source))
     Console().print(table)
 
 

@@ -14,25 +14,27 @@ import cv2
 import numpy as np
 import pytest
 
-from edgevision.errors import EdgeVisionError
+from edgevision.errors import NoFaceError
 
 RED, DARK_RED, GREEN, REDDISH = (0, 0, 200), (10, 20, 180), (0, 200, 0), (5, 15, 190)
 
 
 class FakeRecognizer:
     """:class:`edgevision.recognition.recognizer.Recognizer`'s interface: embeds an image as its
-    mean blue, green and red and a constant 40, at unit norm; an all-black image has no face."""
+    mean blue, green and red and a constant 40, at unit norm; an all-black image has no face;
+    "same person" up to a cosine distance of 0.05 (``--model nocard``: no threshold)."""
 
     embedding_size = 4
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
+        self.threshold = None if model_name == "nocard" else 0.05
         self.crops: list[bool] = []
 
     def embed(self, image: np.ndarray, *, crop: bool = False) -> np.ndarray:
         self.crops.append(crop)
         if not image.any():
-            raise EdgeVisionError("no face found in the image")
+            raise NoFaceError("no face found in the image")
         vector = np.append(image.reshape(-1, 3).mean(axis=0), 40.0)
         return (vector / np.linalg.norm(vector)).astype(np.float32)
 
@@ -97,8 +99,10 @@ def test_add_list_search_remove(run_cli, recognizers, image, tmp_path):
     code, out, _ = run_cli(
         "gallery", "search", str(image("query.png", REDDISH)), "--gallery", gallery, "--json"
     )
-    matches = json.loads(out)["matches"]
+    found = json.loads(out)
+    matches = found["matches"]
     assert code == 0 and [m["name"] for m in matches] == ["Ann", "Bob"]
+    assert found["threshold"] == 0.05 and [m["same"] for m in matches] == [True, False]
     closest = max([(cosine(REDDISH, RED), red), (cosine(REDDISH, DARK_RED), dark_red)])
     assert matches[0]["similarity"] == pytest.approx(closest[0], abs=2e-6)
     assert matches[0]["source"] == str(closest[1].resolve())
@@ -118,11 +122,25 @@ def test_search_and_list_print_tables(run_cli, recognizers, image, tmp_path):
     code, out, _ = run_cli(
         "gallery", "search", str(image("q.png", REDDISH)), "--gallery", gallery, "--top", "1"
     )
-    assert code == 0 and f"{cosine(REDDISH, RED):.3f}" in out and "Ann" in out and "Bob" not in out
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│" in line]
+    assert code == 0 and "same (distance <= 0.05)" in out
+    assert rows[0][:4] == ["1", "Ann", f"{cosine(REDDISH, RED):.3f}", "yes"]  # then the path, folded
+    assert "".join(row[-1] for row in rows) == str(tmp_path / "red.png")
     code, out, _ = run_cli("gallery", "list", "--gallery", gallery)
     assert code == 0 and "2 people, 2 image(s); fake-net (4-d)" in out
     rows = [line.split("│")[1:3] for line in out.splitlines() if line.count("│") == 3]
     assert [(name.strip(), count.strip()) for name, count in rows] == [("Ann", "1"), ("Bob", "1")]
+
+
+def test_without_a_threshold_search_gives_no_verdict(run_cli, recognizers, image, tmp_path):
+    gallery = str(tmp_path / "g.sqlite")
+    run_cli("gallery", "add", "Ann", str(image("red.png", RED)), "--gallery", gallery, "--model", "nocard")
+    query = str(image("q.png", REDDISH))
+    code, out, _ = run_cli("gallery", "search", query, "--gallery", gallery, "--model", "nocard", "--json")
+    found = json.loads(out)
+    assert code == 0 and found["threshold"] is None and "same" not in found["matches"][0]
+    code, out, _ = run_cli("gallery", "search", query, "--gallery", gallery, "--model", "nocard")
+    assert code == 0 and "Ann" in out and "same" not in out
 
 
 def test_add_skips_images_without_a_face_warns_and_exits_2(run_cli, recognizers, image, tmp_path):

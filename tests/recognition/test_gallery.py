@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import edgevision
-from edgevision.errors import ConfigError, GalleryError, ShapeError
+from edgevision.errors import ConfigError, GalleryError, MissingDependencyError, ShapeError
 from edgevision.recognition.gallery import SCHEMA_VERSION, Gallery, Match
 
 DIM = 8
@@ -131,7 +131,9 @@ def test_without_faiss_the_exact_search_works_and_faiss_is_one_error(tmp_path, i
             Match("Bob", pytest.approx(2 / np.sqrt(5)), str(images[2].resolve())),
             Match("Ann", pytest.approx(1 / np.sqrt(5)), str(images[0].resolve())),
         ]
-        with pytest.raises(ConfigError, match="search method 'faiss' needs faiss-cpu: pip install faiss-cpu"):
+        with pytest.raises(
+            MissingDependencyError, match=r"needs faiss-cpu: pip install 'edgevision\[gallery\]'"
+        ):
             gallery.search(np.ones(DIM), method="faiss")
 
 

@@ -49,7 +49,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from edgevision.errors import ConfigError, GalleryError, InputFileError, ShapeError
+from edgevision.errors import (
+    ConfigError,
+    GalleryError,
+    InputFileError,
+    MissingDependencyError,
+    ShapeError,
+)
 
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 200
@@ -118,12 +124,14 @@ def faiss_index(matrix: np.ndarray) -> Any:
     """A faiss ``IndexFlatIP`` (exact inner product) over the rows of ``matrix`` ``(N, D)``.
 
     Raises:
-        ConfigError: faiss-cpu is not installed.
+        MissingDependencyError: faiss-cpu is not installed.
     """
     try:
         import faiss
     except ImportError:
-        raise ConfigError("search method 'faiss' needs faiss-cpu: pip install faiss-cpu") from None
+        raise MissingDependencyError(
+            "search method 'faiss' needs faiss-cpu: pip install 'edgevision[gallery]'"
+        ) from None
 
     index = faiss.IndexFlatIP(matrix.shape[1])
     index.add(np.ascontiguousarray(matrix, dtype=np.float32))
@@ -311,7 +319,8 @@ class Gallery:
 
         Raises:
             ShapeError / ConfigError: a query that is not ``(embedding_size,)``, or is not finite
-                or all zeros; ``top`` below 1; an unknown ``method``, or "faiss" without faiss.
+                or all zeros; ``top`` below 1; an unknown ``method``.
+            MissingDependencyError: ``method="faiss"`` without faiss-cpu installed.
         """
         if method not in SEARCH_METHODS:
             raise ConfigError(f"search method must be one of {', '.join(SEARCH_METHODS)}, got {method!r}")
