@@ -31,7 +31,9 @@ GalleryOption = Annotated[
 CropOption = Annotated[
     bool, typer.Option("--crop", help="the images are face crops already (e.g. ORL): no detection")
 ]
-ModelOption = Annotated[str | None, typer.Option(help="registered recognizer [default: the one we ship]")]
+ModelOption = Annotated[
+    str | None, typer.Option(help="registered recognizer or a plan of one (default: the one we ship)")
+]
 WeightsOption = Annotated[Path | None, typer.Option(help="weights file (default: the bundled ones)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")]
 
@@ -47,6 +49,7 @@ def add(
 ) -> None:
     """Add a person's images to the gallery (made if it does not exist), in one transaction.
 
+    Each image gives one embedding, of its largest face (the recognizer's choice) unless --crop.
     An image that cannot be read or shows no face is skipped with a one-line warning; the others
     are added and the command exits with 2 at the end. None added: the gallery is not touched."""
     from contextlib import ExitStack
