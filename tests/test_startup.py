@@ -44,8 +44,10 @@ def test_public_names_resolve_to_their_definitions() -> None:
     from edgevision.api import load_detector
     from edgevision.detection.detector import Detector
     from edgevision.models import create_model
+    from edgevision.recognition.recognizer import load_recognizer
 
     assert edgevision.load_detector is load_detector
+    assert edgevision.load_recognizer is load_recognizer
     assert edgevision.Detector is Detector
     assert edgevision.create_model is create_model
     assert set(edgevision.__all__) <= set(dir(edgevision))

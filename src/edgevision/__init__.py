@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from edgevision.detection.detections import Detections
     from edgevision.detection.detector import Detector
     from edgevision.models import create_model, list_models
+    from edgevision.recognition.recognizer import load_recognizer
 
 __version__ = "0.1.0"
 
@@ -24,8 +25,9 @@ _PUBLIC = {
     "create_model": "edgevision.models",
     "list_models": "edgevision.models",
     "load_detector": "edgevision.api",
+    "load_recognizer": "edgevision.recognition.recognizer",
 }
-__all__ = ["Detections", "Detector", "create_model", "list_models", "load_detector"]
+__all__ = ["Detections", "Detector", "create_model", "list_models", "load_detector", "load_recognizer"]
 
 
 def __getattr__(name: str) -> Any:

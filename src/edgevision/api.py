@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from edgevision.detection.detector import Detector
+from edgevision.detection.detector import Detector, torch_device
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import ConfigError, UnknownModelError
 from edgevision.models import DETECTION, check_task, create_model, default_model, list_models, model_info
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
 
 PLAN_SUFFIX = ".plan"
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def load_detector(
@@ -61,27 +59,6 @@ def load_detector(
     check_task(name, DETECTION)
     model = create_model(name, weights=weights if weights is not None else model_info(name).weights_path)
     return Detector(model, postprocess, device, scales=scales)
-
-
-def torch_device(device: str | torch.device | None) -> torch.device | None:
-    """``device`` as a torch device (``None``: the detector's default, CUDA when present).
-
-    Raises:
-        ConfigError: not ``cpu``, ``cuda`` or ``cuda:N``, or a CUDA device that is not there.
-    """
-    if device is None:
-        return None
-    device = torch.device(device) if isinstance(device, str) and _DEVICE.fullmatch(device) else device
-    if not isinstance(device, torch.device):
-        raise ConfigError(f"the device (--device) must be cpu, cuda or cuda:N, got {device!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device} (--device): no CUDA device is available here")
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {device} (--device): there are {torch.cuda.device_count()} CUDA device(s)"
-            )
-    return device
 
 
 def is_detector_plan(engine: Engine) -> bool:

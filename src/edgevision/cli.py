@@ -25,6 +25,7 @@ from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVi
 if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
     from edgevision.detection.detector import Detector
+    from edgevision.recognition.recognizer import Recognizer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
 err_console = Console(stderr=True)
@@ -298,6 +299,169 @@ def _detect_media(media: list[Path], detector: Detector, settings: DetectSetting
     with _progress() as progress:
         run = detect_media(media, detector, settings, progress, err_console)
     run.finish()
+
+
+RecognizerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="registered recognition model, a weights file of the default one, or a plan of one "
+        "[default: the model we ship]",
+    ),
+]
+CropOption = Annotated[
+    bool, typer.Option("--crop", help="the images are face crops (e.g. ORL's): no detection, no alignment")
+]
+EMBED_SUFFIXES = (".npy", ".json")
+
+
+def _load_recognizer(
+    model: str | None, device: str | None, plan_key: Path | None, threshold: float | None = None
+) -> Recognizer:
+    """:func:`edgevision.recognition.recognizer.load_recognizer` for ``--model``: a plan file, a
+    registered name, else a weights file of the default recognition model; a plan's notes go to
+    stderr."""
+    from edgevision.models import list_models
+    from edgevision.recognition.recognizer import PLAN_SUFFIX, load_recognizer
+
+    named = model is None or model.endswith(PLAN_SUFFIX) or model in list_models()
+    recognizer = load_recognizer(
+        model if named else None,
+        None if named else Path(model),
+        device=device,
+        plan_key=plan_key,
+        threshold=threshold,
+    )
+    _print_notes(getattr(recognizer.network, "engine", None))
+    return recognizer
+
+
+@app.command(
+    help="Embed the face of each image (the largest; --crop: the whole image) as a unit vector: one "
+    "JSON line per image, or all of them in -o FILE. An image that cannot be read or has no face is "
+    "skipped with a one-line warning; the run goes on and exits with 2 at the end. --strict stops "
+    "at the first one."
+)
+def embed(
+    paths: Annotated[list[Path], typer.Argument(help="images, or folders of images")],
+    crop: CropOption = False,
+    model: RecognizerOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="write the embeddings here (checked first): .npy, (N, D) float32 rows in the order "
+            "printed, or .json, with each image's path",
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (not for a plan)")] = None,
+    plan_key: PlanKeyOption = None,
+    strict: Annotated[
+        bool, typer.Option(help="stop at the first image that fails instead of skipping it")
+    ] = False,
+) -> None:
+    from edgevision.api import torch_device
+    from edgevision.cli_media import InputRun
+    from edgevision.data.io import check_output_file
+    from edgevision.data.media import collect_media, is_video
+    from edgevision.errors import InputFileError
+
+    if output is not None:
+        check_output_file(output, "-o/--output")
+        if output.suffix.lower() not in EMBED_SUFFIXES:
+            raise ConfigError(f"-o/--output must end in .npy or .json, got {output.name!r}")
+    torch_device(device)
+    media = collect_media(paths)
+    recognizer = _load_recognizer(model, device, plan_key)
+    if not crop:
+        recognizer.detector  # noqa: B018 (loaded now, so that the first image's time is its own)
+    run = InputRun(strict, err_console, output)
+    embedded: list[tuple[Path, Any]] = []
+    with _progress() as progress:
+        for path in progress.track(media, description="images"):
+            with run.input(path):
+                if is_video(path):
+                    raise InputFileError(f"embed takes images; {path} is a video")
+                vector, ms = run.timed(lambda image: recognizer.embed(image, crop=crop), path)
+                if output is None:
+                    values = [round(v, 6) for v in vector.tolist()]
+                    typer.echo(json.dumps({"path": str(path), "embedding": values, "ms": round(ms, 2)}))
+                else:
+                    typer.echo(f"{path}: row {len(embedded)}, {ms:.1f} ms")
+                embedded.append((path, vector))
+    run.counts = (
+        f"{len(embedded)} image(s) embedded by {recognizer.model_name} ({recognizer.embedding_size}-d)"
+    )
+    if output is not None and embedded:
+        _write_embeddings(output, embedded, recognizer.model_name)
+    run.finish()
+
+
+def _write_embeddings(path: Path, embedded: list[tuple[Path, Any]], model: str) -> None:
+    """``.npy``: the ``(N, D)`` float32 rows; ``.json``: the model and each path with its vector.
+    Written atomically."""
+    import numpy as np
+
+    from edgevision.data.io import atomic_write
+
+    matrix = np.stack([vector for _, vector in embedded]).astype(np.float32)
+    with atomic_write(path, "wb" if path.suffix.lower() == ".npy" else "w") as handle:
+        if path.suffix.lower() == ".npy":
+            np.save(handle, matrix)
+        else:
+            rows = [{"path": str(p), "embedding": v.tolist()} for p, v in embedded]
+            json.dump({"model": model, "distance": "cosine", "embeddings": rows}, handle)
+
+
+@app.command(
+    help="Whether the faces of two images are one person: 'same person' or 'not the same person', "
+    "with their cosine distance and the threshold (exit 0 either way). Each image's largest face is "
+    "compared (--crop: the whole images)."
+)
+def verify(
+    first: Annotated[Path, typer.Argument(help="an image")],
+    second: Annotated[Path, typer.Argument(help="another image")],
+    crop: CropOption = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="cosine distance in [0, 2] at or under which the faces are one person "
+            "[default: the weights' model card]"
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    model: RecognizerOption = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (not for a plan)")] = None,
+    plan_key: PlanKeyOption = None,
+) -> None:
+    from edgevision.api import torch_device
+    from edgevision.data.io import read_image_size
+    from edgevision.validation import check_number
+
+    if threshold is not None:
+        check_number("--threshold", threshold, 0.0, 2.0)
+    torch_device(device)
+    for path in (first, second):
+        read_image_size(path)  # a missing file, a folder, a non-image: before the model loads
+    recognizer = _load_recognizer(model, device, plan_key, threshold)
+    result = recognizer.verify(first, second, crop=crop)
+    if json_output:
+        record = {"first": str(first), "second": str(second), "model": recognizer.model_name}
+        typer.echo(
+            json.dumps(
+                {
+                    **record,
+                    "same": result.same,
+                    "distance": round(result.distance, 6),
+                    "threshold": result.threshold,
+                }
+            )
+        )
+        return
+    verdict = "same person" if result.same else "not the same person"
+    sign = "<=" if result.same else ">"
+    typer.echo(f"{verdict}: cosine distance {result.distance:.4f} {sign} threshold {result.threshold:.4f}")
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate a model with a benchmark's official protocol.")

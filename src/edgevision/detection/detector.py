@@ -10,6 +10,7 @@ scale merged, one shared NMS.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from edgevision.validation import check_number
 # far below the 1e6 that asked for a 3e18-byte resize. The scaled image must also stay within the
 # pixel cap (edgevision.data.io.max_pixels_limit).
 MAX_SCALE = 8.0
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @runtime_checkable
@@ -86,6 +88,27 @@ def parse_scales(text: str, name: str = "--scales") -> tuple[float, ...]:
 def default_device() -> torch.device:
     """A CUDA device when one is present, the CPU otherwise."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a torch device (``None``: the detector's default, CUDA when present).
+
+    Raises:
+        ConfigError: not ``cpu``, ``cuda`` or ``cuda:N``, or a CUDA device that is not there.
+    """
+    if device is None:
+        return None
+    device = torch.device(device) if isinstance(device, str) and _DEVICE.fullmatch(device) else device
+    if not isinstance(device, torch.device):
+        raise ConfigError(f"the device (--device) must be cpu, cuda or cuda:N, got {device!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device} (--device): no CUDA device is available here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device} (--device): there are {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return device
 
 
 class Detector:

@@ -12,6 +12,7 @@ from edgevision.models import ssdlite as _ssdlite  # noqa: F401  (registers "ssd
 from edgevision.models import tinyfaces as _tinyfaces  # noqa: F401  (registers "tinyfaces" and its ablations)
 from edgevision.models._registry import (
     DETECTION,
+    RECOGNITION,
     ModelInfo,
     check_task,
     create_model,
@@ -20,10 +21,12 @@ from edgevision.models._registry import (
     model_info,
     register_model,
     unregister_model,
+    weights_card,
 )
 
 __all__ = [
     "DETECTION",
+    "RECOGNITION",
     "ModelInfo",
     "check_task",
     "create_model",
@@ -32,4 +35,5 @@ __all__ = [
     "model_info",
     "register_model",
     "unregister_model",
+    "weights_card",
 ]

@@ -7,7 +7,9 @@ model is for, so that no list elsewhere names models (as torchvision's ``Weights
 
 - ``task``: ``"detection"`` for a face detector (it then follows the detector contract,
   :class:`edgevision.detection.detector.DetectorModel`), ``"classification"``,
-  ``"recognition"``, or None for a backbone;
+  ``"recognition"`` for a face embedding network (its card's ``threshold`` is the cosine distance
+  under which :func:`edgevision.recognition.recognizer.load_recognizer` calls two faces the same
+  person), or None for a backbone;
 - ``weights``: the bundled weights file (in :mod:`edgevision.weights`, or an absolute path), with a
   model card ``<stem>.json`` beside it whose fields are the weights' metadata;
 - ``recipe``: the training recipe ``edgevision train`` uses (:mod:`edgevision.training.recipes`);
@@ -29,7 +31,8 @@ from edgevision.models.weights import load_weights
 from edgevision.weights import WEIGHTS_DIR
 
 DETECTION = "detection"
-TASKS = (DETECTION, "classification", "recognition")
+RECOGNITION = "recognition"
+TASKS = (DETECTION, "classification", RECOGNITION)
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,25 @@ class ModelInfo:
     @property
     def weights_meta(self) -> Mapping[str, Any]:
         """The bundled weights' model card (``<stem>.json`` beside them), or ``{}``."""
-        card = self.weights_path.with_suffix(".json")
-        if not card.is_file():
-            return {}
-        try:
-            return json.loads(card.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise WeightsError(f"the model card {card} is not JSON: {error}") from None
+        return weights_card(self.weights_path)
+
+
+def weights_card(weights: str | Path) -> Mapping[str, Any]:
+    """The model card of a weights file, bundled or not: ``<stem>.json`` beside it, or ``{}``.
+
+    Raises:
+        WeightsError: the card is there but is not a JSON object.
+    """
+    card = Path(weights).with_suffix(".json")
+    if not card.is_file():
+        return {}
+    try:
+        meta = json.loads(card.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"the model card {card} is not JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"the model card {card} is not a JSON object")
+    return meta
 
 
 _MODELS: dict[str, ModelInfo] = {}

@@ -21,7 +21,7 @@ from torch import nn
 from edgevision.data.preprocessing import FACE_RGB
 from edgevision.layers.conv_bn import ConvBNAct
 from edgevision.layers.inverted_residual import InvertedResidual
-from edgevision.models._registry import register_model
+from edgevision.models._registry import RECOGNITION, register_model
 
 # Table 1, bottleneck rows: expansion t, output channels c, repeats n, stride of the first s.
 BOTTLENECK_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -104,7 +104,7 @@ class MobileFaceNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("mobilefacenet")
+@register_model("mobilefacenet", task=RECOGNITION, default=True)
 def mobilefacenet(**overrides: Any) -> MobileFaceNet:
     """MobileFaceNet with :class:`MobileFaceNetConfig` fields overridden by keyword."""
     return MobileFaceNet(replace(MobileFaceNetConfig(), **overrides))
