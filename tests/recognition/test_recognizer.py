@@ -157,6 +157,7 @@ def test_the_largest_face_scoring_half_is_used_aligned_on_its_box(recognizer, as
     # Box fallback: the points of BOX_LANDMARKS in the box, in pixels.
     points = box_landmarks(boxes[1].numpy())
     np.testing.assert_allclose(points[0], [180 + 0.27 * 90, 65 + 0.385 * 110], atol=1e-4)
+    np.testing.assert_array_equal(recognizer.aligned_face(image), align_face(image, points))
     expected = recognizer.embed_crops(align_face(image, points)[None])[0]
     np.testing.assert_allclose(recognizer.embed(image), expected, atol=1e-6)
     every = recognizer.embed_faces(image)

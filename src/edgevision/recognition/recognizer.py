@@ -54,7 +54,7 @@ MAX_DISTANCE = 2.0
 # Where the five landmarks sit in a face box of the default detector, as fractions (x of the box's
 # width from its left edge, y of its height from its top), for detectors without landmarks:
 # the medians of YuNet's landmarks in FaceBoxes' boxes over WIDER val faces 40 px wide or more,
-# made mirror-symmetric (`python benchmarks/box_landmarks.py`: 148 faces).
+# made mirror-symmetric (`python benchmarks/box_landmarks.py`: 148 faces in 70 images).
 BOX_LANDMARKS = np.array(
     [[0.27, 0.385], [0.73, 0.385], [0.50, 0.59], [0.30, 0.74], [0.70, 0.74]], dtype=np.float32
 )
@@ -170,7 +170,16 @@ class Recognizer:
         return (summed / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def embed(self, image: Image, *, crop: bool = False) -> np.ndarray:
-        """The ``(D,)`` float32 unit embedding of the face in ``image``.
+        """The ``(D,)`` float32 unit embedding of the face in ``image``: :meth:`embed_crops` of
+        :meth:`aligned_face`.
+
+        Raises:
+            NoFaceError, ShapeError, InputFileError: as :meth:`aligned_face`.
+        """
+        return self.embed_crops(self.aligned_face(image, crop=crop)[None])[0]
+
+    def aligned_face(self, image: Image, *, crop: bool = False) -> np.ndarray:
+        """The ``(112, 112, 3)`` uint8 BGR crop :meth:`embed` embeds.
 
         Args:
             image: ``(H, W, 3)`` uint8 BGR, grey ``(H, W)`` uint8, or an image file.
@@ -189,10 +198,9 @@ class Recognizer:
         """
         pixels, name = _read(image)
         if crop:
-            return self.embed_crops(face_crop_input(pixels)[None])[0]
+            return face_crop_input(pixels)
         faces = self._faces(pixels, name)
-        largest = int(np.argmax(_areas(faces)))
-        return self.embed_crops(_aligned(pixels, faces, [largest]))[0]
+        return _aligned(pixels, faces, [int(np.argmax(_areas(faces)))])[0]
 
     def embed_faces(self, image: Image) -> list[FaceEmbedding]:
         """Every face of ``image`` scoring at least :data:`MIN_FACE_SCORE`, by descending score,
