@@ -31,6 +31,14 @@ def weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def bare_weights(weights, tmp_path_factory) -> Path:
+    """The same weights without a model card: no threshold."""
+    path = tmp_path_factory.mktemp("bare") / "mfn.pth"
+    path.write_bytes(weights.read_bytes())
+    return path
+
+
+@pytest.fixture(scope="module")
 def crops(tmp_path_factory, astronaut_path) -> list[Path]:
     """Two 112x92 crops of the photo: her face and the flag's corner, as grey PGM files (ORL's)."""
     folder = tmp_path_factory.mktemp("crops")
@@ -112,12 +120,13 @@ def test_verify_says_same_or_not_with_distance_and_threshold(run_cli, weights, c
         (["embed", "{face}", "-o", "{tmp}/e.csv"], ["-o/--output must end in .npy or .json"]),
         (["embed", "{face}", "--model", "faceboxes"], ["not a recognition model"]),
         (["embed", "{face}", "--model", "{tmp}/none.pth"], ["none.pth"]),
+        (["verify", "{face}", "{face}", "--crop", "--model", "{bare}"], ["no verification threshold"]),
     ],
 )
 def test_bad_inputs_are_one_line_and_write_nothing(
-    run_cli, assert_one_line_error, crops, tmp_path, args, words
+    run_cli, assert_one_line_error, crops, bare_weights, tmp_path, args, words
 ) -> None:
-    names = {"missing": tmp_path / "missing.png", "face": crops[0], "tmp": tmp_path}
+    names = {"missing": tmp_path / "missing.png", "face": crops[0], "tmp": tmp_path, "bare": bare_weights}
     filled = [arg.format(**names) for arg in args]
     before = sorted(tmp_path.rglob("*"))
     code, out, err = run_cli(*filled)

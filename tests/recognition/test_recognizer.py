@@ -243,9 +243,15 @@ def plan(weights, tmp_path_factory) -> Path:
     return build_engine("mobilefacenet", tmp_path_factory.mktemp("plan") / "mfn.plan", weights=weights).path
 
 
-def test_a_plan_embeds_as_torch_does(recognizer, plan, face_crop, astronaut_path) -> None:
+def test_a_plan_embeds_as_torch_does(recognizer, weights, plan, face_crop, astronaut_path) -> None:
     planned = load_recognizer(plan, threads=1)
     assert planned.model_name == "mobilefacenet" and planned.embedding_size == 128
+    # The plan's embeddings are comparable with those of the weights it was built from.
+    assert (
+        planned.weights_sha256
+        == recognizer.weights_sha256
+        == json.loads(weights.with_suffix(".json").read_text())["sha256"]
+    )
     assert planned.threshold == CARD_THRESHOLD  # the card of the weights the plan was built from
     np.testing.assert_allclose(
         planned.embed(face_crop, crop=True), recognizer.embed(face_crop, crop=True), atol=1e-4

@@ -17,6 +17,7 @@ weights' model card (its ``threshold`` field) unless one is given.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,10 @@ class Recognizer:
         network: ``(B, ...)`` preprocessed crops -> ``(B, D)`` embeddings (:class:`TorchNetwork`,
             or a plan's engine: :func:`load_recognizer` makes them).
         preprocessing: how a ``(112, 112, 3)`` uint8 BGR crop becomes the network's input.
-        model_name: the registered embedding model (a gallery refuses another model's vectors).
+        model_name: the registered embedding model.
+        weights_sha256: the sha256 of the weights the network holds (a plan: of those it was
+            built from), or ``None``: with ``model_name``, what makes two recognizers' embeddings
+            comparable (a gallery refuses another model's vectors).
         threshold: the cosine distance under which :meth:`verify` says "same"; ``None``: verify
             refuses to answer (the weights have no card).
         detector: finds faces when ``crop=False``: a :class:`Detector` (anything whose
@@ -133,12 +137,14 @@ class Recognizer:
         preprocessing: Preprocessing,
         *,
         model_name: str,
+        weights_sha256: str | None = None,
         threshold: float | None = None,
         detector: Detector | Callable[[], Detector],
     ) -> None:
         self.network = network
         self.preprocessing = preprocessing
         self.model_name = model_name
+        self.weights_sha256 = weights_sha256
         self.threshold = (
             None if threshold is None else check_number("threshold", threshold, 0.0, MAX_DISTANCE)
         )
@@ -388,6 +394,7 @@ def load_recognizer(
         TorchNetwork(model, device, threads),
         model_preprocessing(model),
         model_name=name,
+        weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         threshold=threshold if threshold is not None else card_threshold(path),
         detector=detector or (lambda: default_detector(device)),
     )
@@ -417,6 +424,7 @@ def recognizer_from_engine(
         PlanNetwork(engine),
         engine.preprocessing,
         model_name=name,
+        weights_sha256=source.get("weights_sha256"),
         threshold=threshold,
         detector=detector or default_detector,
     )
