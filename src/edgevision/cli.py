@@ -394,13 +394,13 @@ def embed(
         f"{len(embedded)} image(s) embedded by {recognizer.model_name} ({recognizer.embedding_size}-d)"
     )
     if output is not None and embedded:
-        _write_embeddings(output, embedded, recognizer.model_name)
+        _write_embeddings(output, embedded, recognizer)
     run.finish()
 
 
-def _write_embeddings(path: Path, embedded: list[tuple[Path, Any]], model: str) -> None:
-    """``.npy``: the ``(N, D)`` float32 rows; ``.json``: the model and each path with its vector.
-    Written atomically."""
+def _write_embeddings(path: Path, embedded: list[tuple[Path, Any]], recognizer: Recognizer) -> None:
+    """``.npy``: the ``(N, D)`` float32 rows; ``.json``: the model (name and weights' sha256) and
+    each path with its vector. Written atomically."""
     import numpy as np
 
     from edgevision.data.io import atomic_write
@@ -411,7 +411,8 @@ def _write_embeddings(path: Path, embedded: list[tuple[Path, Any]], model: str) 
             np.save(handle, matrix)
         else:
             rows = [{"path": str(p), "embedding": v.tolist()} for p, v in embedded]
-            json.dump({"model": model, "distance": "cosine", "embeddings": rows}, handle)
+            record = {"model": recognizer.model_name, "weights_sha256": recognizer.weights_sha256}
+            json.dump({**record, "distance": "cosine", "embeddings": rows}, handle)
 
 
 @app.command(

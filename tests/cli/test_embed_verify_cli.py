@@ -60,6 +60,7 @@ def test_embed_writes_the_api_s_embeddings(run_cli, weights, crops, tmp_path) ->
     code, _, err = run_cli("embed", *map(str, crops), "--crop", "--model", str(weights), "-o", str(as_json))
     assert code == 0, err
     written = json.loads(as_json.read_text())
+    assert written["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert written["model"] == "mobilefacenet" and [row["path"] for row in written["embeddings"]] == list(
         map(str, crops)
     )

@@ -21,7 +21,7 @@ from edgevision.data.io import read_image
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.detection.detections import Detections
 from edgevision.errors import ConfigError, NoFaceError, ShapeError, UnknownModelError
-from edgevision.models import RECOGNITION, create_model, default_model
+from edgevision.models import RECOGNITION, create_model, default_model, list_models, model_info
 from edgevision.recognition.alignment import align_face, face_crop_input
 from edgevision.recognition.recognizer import (
     Recognizer,
@@ -81,6 +81,16 @@ def hand_embedding(model: torch.nn.Module, crop: np.ndarray) -> np.ndarray:
 
 def test_mobilefacenet_is_the_default_recognition_model() -> None:
     assert default_model(RECOGNITION) == "mobilefacenet"
+
+
+@pytest.mark.parametrize("name", [n for n in list_models(RECOGNITION) if model_info(n).weights is not None])
+def test_a_bundled_recognizer_loads_by_name_with_its_threshold(name, astronaut_path) -> None:
+    threshold = model_info(name).weights_meta["threshold"]
+    assert 0.0 < threshold < 1.0  # a cosine distance; 1 is orthogonal embeddings
+    recognizer = load_recognizer(name, device="cpu")
+    assert recognizer.threshold == threshold
+    result = recognizer.verify(astronaut_path, np.ascontiguousarray(read_image(astronaut_path)[:, ::-1]))
+    assert result.same and result.distance < threshold  # her photo and its mirror image
 
 
 def test_embed_gives_unit_vectors(recognizer, astronaut_path, face_crop) -> None:
