@@ -25,7 +25,7 @@ from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVi
 if TYPE_CHECKING:
     from edgevision.deploy.runtime import Engine
     from edgevision.detection.detector import Detector
-    from edgevision.recognition.recognizer import Recognizer
+    from edgevision.recognition.recognizer import FaceEmbedding, Recognizer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Efficient vision on CPUs.")
 err_console = Console(stderr=True)
@@ -337,10 +337,10 @@ def _load_recognizer(
 
 
 @app.command(
-    help="Embed the face of each image (the largest; --crop: the whole image) as a unit vector: one "
-    "JSON line per image, or all of them in -o FILE. An image that cannot be read or has no face is "
-    "skipped with a one-line warning; the run goes on and exits with 2 at the end. --strict stops "
-    "at the first one."
+    help="Embed the face of each image as a unit vector (the largest face scoring 0.5, whose box is "
+    "printed; --crop: the whole image): one JSON line per image, or all of them in -o FILE. An image "
+    "that cannot be read or has no face is skipped with a one-line warning; the run goes on and "
+    "exits with 2 at the end. --strict stops at the first one."
 )
 def embed(
     paths: Annotated[list[Path], typer.Argument(help="images, or folders of images")],
@@ -377,19 +377,20 @@ def embed(
     if not crop:
         recognizer.detector  # noqa: B018 (loaded now, so that the first image's time is its own)
     run = InputRun(strict, err_console, output)
-    embedded: list[tuple[Path, Any]] = []
+    embedded: list[tuple[Path, FaceEmbedding]] = []
     with _progress() as progress:
         for path in progress.track(media, description="images"):
             with run.input(path):
                 if is_video(path):
                     raise InputFileError(f"embed takes images; {path} is a video")
-                vector, ms = run.timed(lambda image: recognizer.embed(image, crop=crop), path)
+                face, ms = run.timed(lambda image: recognizer.embed_face(image, crop=crop), path)
                 if output is None:
-                    values = [round(v, 6) for v in vector.tolist()]
-                    typer.echo(json.dumps({"path": str(path), "embedding": values, "ms": round(ms, 2)}))
+                    values = [round(v, 6) for v in face.embedding.tolist()]
+                    record = {"path": str(path), **_face_record(face)}
+                    typer.echo(json.dumps({**record, "embedding": values, "ms": round(ms, 2)}))
                 else:
-                    typer.echo(f"{path}: row {len(embedded)}, {ms:.1f} ms")
-                embedded.append((path, vector))
+                    typer.echo(f"{path}: row {len(embedded)}, {_face_text(face)}, {ms:.1f} ms")
+                embedded.append((path, face))
     run.counts = (
         f"{len(embedded)} image(s) embedded by {recognizer.model_name} ({recognizer.embedding_size}-d)"
     )
@@ -398,19 +399,36 @@ def embed(
     run.finish()
 
 
-def _write_embeddings(path: Path, embedded: list[tuple[Path, Any]], recognizer: Recognizer) -> None:
+def _face_record(face: FaceEmbedding) -> dict[str, Any]:
+    """Which face of an image was embedded, as JSON: its box (xyxy px) and score, and how many
+    faces the image holds (``box`` null for a face crop)."""
+    box = None if face.box is None else [round(v, 2) for v in face.box.tolist()]
+    score = None if face.score is None else round(face.score, 4)
+    return {"box": box, "score": score, "faces": face.faces_found}
+
+
+def _face_text(face: FaceEmbedding) -> str:
+    if face.box is None:
+        return "the whole image (--crop)"
+    box = ", ".join(f"{v:.0f}" for v in face.box.tolist())
+    return f"the largest of {face.faces_found} face(s), box [{box}] score {face.score:.3f}"
+
+
+def _write_embeddings(path: Path, embedded: list[tuple[Path, FaceEmbedding]], recognizer: Recognizer) -> None:
     """``.npy``: the ``(N, D)`` float32 rows; ``.json``: the model (name and weights' sha256) and
-    each path with its vector. Written atomically."""
+    each path with its face and vector. Written atomically."""
     import numpy as np
 
     from edgevision.data.io import atomic_write
 
-    matrix = np.stack([vector for _, vector in embedded]).astype(np.float32)
     with atomic_write(path, "wb" if path.suffix.lower() == ".npy" else "w") as handle:
         if path.suffix.lower() == ".npy":
-            np.save(handle, matrix)
+            np.save(handle, np.stack([face.embedding for _, face in embedded]).astype(np.float32))
         else:
-            rows = [{"path": str(p), "embedding": v.tolist()} for p, v in embedded]
+            rows = [
+                {"path": str(p), **_face_record(face), "embedding": face.embedding.tolist()}
+                for p, face in embedded
+            ]
             record = {"model": recognizer.model_name, "weights_sha256": recognizer.weights_sha256}
             json.dump({**record, "distance": "cosine", "embeddings": rows}, handle)
 

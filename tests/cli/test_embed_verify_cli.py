@@ -68,8 +68,24 @@ def test_embed_writes_the_api_s_embeddings(run_cli, weights, crops, tmp_path) ->
     # Without -o: one JSON line per image.
     code, out, _ = run_cli("embed", str(crops[0]), "--crop", "--model", str(weights))
     line = json.loads(out)
-    assert code == 0 and line["path"] == str(crops[0])
+    assert code == 0 and line["path"] == str(crops[0]) and line["box"] is None and line["faces"] == 1
     np.testing.assert_allclose(line["embedding"], expected[0], atol=1e-5)
+
+
+def test_embed_says_which_face_of_two_it_embeds(run_cli, weights, astronaut_path, tmp_path) -> None:
+    """The photo beside a half-size copy: two faces; the larger is used and its box printed."""
+    photo = read_image(astronaut_path)
+    two = np.zeros((512, 768, 3), np.uint8)
+    two[:, :512], two[:256, 512:] = photo, cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), two)
+    code, out, err = run_cli("embed", str(path), "--model", str(weights))
+    record = json.loads(out)
+    assert code == 0, err
+    assert record["faces"] == 2 and record["score"] >= 0.5
+    np.testing.assert_allclose(record["box"], [180, 65, 270, 175], atol=12)  # her face, by hand
+    code, out, _ = run_cli("embed", str(path), "--model", str(weights), "-o", str(tmp_path / "e.npy"))
+    assert code == 0 and f"{path}: row 0, the largest of 2 face(s), box [" in out
 
 
 def test_unreadable_and_faceless_images_are_skipped_then_exit_2(run_cli, weights, crops, tmp_path) -> None:

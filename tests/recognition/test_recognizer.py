@@ -170,6 +170,9 @@ def test_the_largest_face_scoring_half_is_used_aligned_on_its_box(recognizer, as
     np.testing.assert_array_equal(recognizer.aligned_face(image), align_face(image, points))
     expected = recognizer.embed_crops(align_face(image, points)[None])[0]
     np.testing.assert_allclose(recognizer.embed(image), expected, atol=1e-6)
+    used = recognizer.embed_face(image)
+    assert used.faces_found == 2 and used.score == pytest.approx(0.6)
+    np.testing.assert_array_equal(used.box, boxes[1].numpy())
     every = recognizer.embed_faces(image)
     assert [face.score for face in every] == pytest.approx([0.99, 0.6])
     np.testing.assert_allclose(every[1].embedding, expected, atol=1e-5)

@@ -82,17 +82,20 @@ class Verification:
 
 @dataclass(frozen=True)
 class FaceEmbedding:
-    """One face of an image (:meth:`Recognizer.embed_faces`).
+    """A face of an image, embedded (:meth:`Recognizer.embed_face`, :meth:`~Recognizer.embed_faces`).
 
     Attributes:
-        box: ``(4,)`` xyxy float32 pixels of the image.
-        score: the detector's confidence.
+        box: ``(4,)`` xyxy float32 pixels of the image; ``None`` for a face crop (``crop=True``).
+        score: the detector's confidence; ``None`` for a face crop.
         embedding: ``(D,)`` float32, unit norm.
+        faces_found: the faces the image holds (scoring at least :data:`MIN_FACE_SCORE`); 1 for
+            a face crop.
     """
 
-    box: np.ndarray
-    score: float
+    box: np.ndarray | None
+    score: float | None
     embedding: np.ndarray
+    faces_found: int = 1
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -182,7 +185,16 @@ class Recognizer:
         Raises:
             NoFaceError, ShapeError, InputFileError: as :meth:`aligned_face`.
         """
-        return self.embed_crops(self.aligned_face(image, crop=crop)[None])[0]
+        return self.embed_face(image, crop=crop).embedding
+
+    def embed_face(self, image: Image, *, crop: bool = False) -> FaceEmbedding:
+        """:meth:`embed`, with the box and score of the face used and how many the image holds.
+
+        Raises:
+            NoFaceError, ShapeError, InputFileError: as :meth:`aligned_face`.
+        """
+        aligned, box, score, found = self._choose(image, crop)
+        return FaceEmbedding(box, score, self.embed_crops(aligned[None])[0], found)
 
     def aligned_face(self, image: Image, *, crop: bool = False) -> np.ndarray:
         """The ``(112, 112, 3)`` uint8 BGR crop :meth:`embed` embeds.
@@ -202,11 +214,18 @@ class Recognizer:
             ShapeError: not an image of those shapes.
             InputFileError: a file that cannot be read as an image.
         """
+        return self._choose(image, crop)[0]
+
+    def _choose(self, image: Image, crop: bool) -> tuple[np.ndarray, np.ndarray | None, float | None, int]:
+        """The aligned crop of the face :meth:`aligned_face` describes, its box and score (``None``
+        for a face crop), and the number of faces found."""
         pixels, name = _read(image)
         if crop:
-            return face_crop_input(pixels)
+            return face_crop_input(pixels), None, None, 1
         faces = self._faces(pixels, name)
-        return _aligned(pixels, faces, [int(np.argmax(_areas(faces)))])[0]
+        chosen = int(np.argmax(_areas(faces)))
+        box, score = faces.boxes[chosen].numpy(), float(faces.scores[chosen])
+        return _aligned(pixels, faces, [chosen])[0], box, score, len(faces)
 
     def embed_faces(self, image: Image) -> list[FaceEmbedding]:
         """Every face of ``image`` scoring at least :data:`MIN_FACE_SCORE`, by descending score,
@@ -219,7 +238,7 @@ class Recognizer:
         faces = self._faces(pixels, name)
         embeddings = self.embed_crops(_aligned(pixels, faces, range(len(faces))))
         boxes, scores = faces.boxes.numpy(), faces.scores.tolist()
-        return [FaceEmbedding(boxes[i], scores[i], embeddings[i]) for i in range(len(faces))]
+        return [FaceEmbedding(boxes[i], scores[i], embeddings[i], len(faces)) for i in range(len(faces))]
 
     def verify(self, a: Image, b: Image, *, crop: bool = False) -> Verification:
         """Whether the faces of ``a`` and ``b`` (see :meth:`embed`) are one person.
