@@ -2,7 +2,7 @@
 or not.
 
 :meth:`Recognizer.embed` finds the faces with a detector (default: the registry's default
-detector), keeps one (:data:`MIN_FACE_SCORE`, then the largest: see :meth:`Recognizer.embed`),
+detector), keeps one (:data:`MIN_FACE_SCORE`, then the largest: see :meth:`Recognizer.aligned_face`),
 aligns it onto the ArcFace template (:func:`edgevision.recognition.alignment.align_face`) and runs
 the embedding network (MobileFaceNet by default; torch, or a plan built by ``edgevision build``)
 on the 112x112 crop and on its mirror image. The two outputs are summed and L2-normalised, as the
