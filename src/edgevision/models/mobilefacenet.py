@@ -104,7 +104,7 @@ class MobileFaceNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("mobilefacenet")
+@register_model("mobilefacenet", recipe="face_embedding")
 def mobilefacenet(**overrides: Any) -> MobileFaceNet:
     """MobileFaceNet with :class:`MobileFaceNetConfig` fields overridden by keyword."""
     return MobileFaceNet(replace(MobileFaceNetConfig(), **overrides))
