@@ -75,7 +75,8 @@ def train(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="folder for checkpoints and the loss log [default: runs/MODEL]")
+        Path | None,
+        typer.Option("--out", "-o", help="folder for checkpoints and the loss log [default: runs/MODEL]"),
     ] = None,
     image_size: Annotated[
         int | None,

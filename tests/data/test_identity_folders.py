@@ -164,3 +164,12 @@ def test_orl_reads_as_40_people_of_10_images_in_natural_order() -> None:
     assert data.classes == [f"s{i}" for i in range(1, 31)] and len(data) == 300 and not data.skipped
     assert [p.name for p, _ in data.samples[:10]] == [f"{i}.pgm" for i in range(1, 11)]
     assert IdentityFolders(ORL, FACE_RGB, people="31-40", face_input=lambda im: im).classes[0] == "s31"
+
+
+def test_unreadable_images_beside_readable_ones_are_skipped_and_listed(tmp_path) -> None:
+    make_people(tmp_path, ["a", "b"])
+    (tmp_path / "a" / "1.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (tmp_path / "a" / "notes.txt").write_text("not an image, not counted")
+    data = IdentityFolders(tmp_path, FACE_RGB)
+    assert [p.name for p, _ in data.samples] == ["0.png", "0.png"]
+    assert data.skipped == [tmp_path / "a" / "1.jpg"]

@@ -4,6 +4,7 @@ weights it saves, resume, and one-line refusals of what cannot train."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -150,6 +151,51 @@ def test_identity_and_teacher_samples_share_one_batch() -> None:
     assert images.shape == (4, 3, 112, 112) and labels.tolist() == [4, -1, 4, -1]
     assert targets[0].abs().sum() == 0 and torch.equal(targets[1], teachers[0][1])
     assert collate_embedding([identity, identity])[2] is None
+
+
+class FirstPixels(torch.nn.Module):
+    """A stand-in embedder: the first row of channel 0, ``(B, 3, 1, D) -> (B, D)``."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, 0, 0, :]
+
+
+def test_the_objective_is_cross_entropy_on_labelled_rows_plus_weighted_cosine_on_taught_rows() -> None:
+    rng = np.random.default_rng(2)
+    embeddings = rng.normal(size=(4, 5)).astype(np.float32)
+    images = torch.from_numpy(np.repeat(embeddings[:, None, None, :], 3, axis=1))
+    labels = torch.tensor([0, -1, 2, -1])
+    targets = torch.zeros(4, 5)
+    targets[[1, 3]] = torch.from_numpy(rng.normal(size=(2, 5)).astype(np.float32))
+    head = margin_head("softmax", 5, 3)
+    losses, _ = EmbeddingObjective("softmax", distill_weight=3.0)(
+        MarginTrainer(FirstPixels(), head), (images, labels, targets)
+    )
+    weight, bias = head.linear.weight.detach().numpy(), head.linear.bias.detach().numpy()
+    logits = embeddings[[0, 2]] @ weight.T + bias
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    assert losses["softmax"].item() == pytest.approx(-(log_p[0, 0] + log_p[1, 2]) / 2, rel=1e-5)
+    t = targets.numpy()[[1, 3]]
+    e = embeddings[[1, 3]]
+    cosine = (e * t).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(t, axis=1)
+    assert losses["distill"].item() == pytest.approx(3.0 * (1 - cosine).mean(), rel=1e-5)
+
+
+@needs_orl
+def test_identities_and_distillation_train_together(tmp_path) -> None:
+    teachers = synthetic_teacher_set(n=4)
+    path = tmp_path / "set.npz"
+    np.savez(path, crops=teachers.crops, embeddings=teachers.embeddings,
+             embeddings_flipped=teachers.embeddings_flipped, sources=teachers.sources)  # fmt: skip
+    out = tmp_path / "run"
+    settings = config(out, epochs=1, batch_size=5, distill_weight=2.0)
+    train_face_embedding(
+        "mobilefacenet", ORL, settings, model_options=TINY, people="1-2", crops=True, distill=path
+    )
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()][:-1]
+    # 20 identity images and 4 crops: 20 pairs, 4 steps of 5 of each
+    assert len(steps) == 4 and all({"arcface", "distill"} <= set(step) for step in steps)
+    assert all(0 <= step["distill"] <= 4 for step in steps)  # 2 x (1 - cosine)
 
 
 @needs_orl
