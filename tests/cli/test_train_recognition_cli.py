@@ -17,6 +17,7 @@ ORL = default_data_dir() / "orl_faces"
     [
         (["--epochs", "1"], ["needs --data DIR", "--distill SET.npz"]),
         (["--distill", "NOSET", "--people", "1-3"], ["--people", "give --data"]),
+        (["--distill", "NOSET"], ["teacher set not found", "none.npz"]),
         (["--data", "NODATA", "--margin", "nan"], ["margin", "finite", "nan"]),
         (["--data", "NODATA", "--scale", "-1"], ["scale", "(0, 1024]"]),
         (["--data", "NODATA", "--distill-weight", "inf"], ["distill_weight", "finite"]),

@@ -19,7 +19,9 @@ from edgevision.data.preprocessing import FACE_RGB
 from edgevision.errors import ConfigError
 from edgevision.models import create_model
 from edgevision.models.checkpoint import load_checkpoint
-from edgevision.training._standins import TeacherSet, face_crop_input, margin_head
+from edgevision.recognition.alignment import face_crop_input
+from edgevision.recognition.arcface import margin_head
+from edgevision.recognition.teacher_set import TeacherSet, save_teacher_set
 from edgevision.training.config import TrainConfig
 from edgevision.training.embedding_data import TeacherCrops, collate_embedding, teacher_target
 from edgevision.training.face_embedding import EmbeddingObjective, MarginTrainer, train_face_embedding
@@ -98,8 +100,7 @@ def test_arcface_on_orl_lowers_the_loss_and_saves_the_network_alone(tmp_path) ->
 def test_distillation_raises_the_cosine_to_the_teacher(tmp_path) -> None:
     teachers = synthetic_teacher_set()
     path = tmp_path / "set.npz"
-    np.savez(path, crops=teachers.crops, embeddings=teachers.embeddings,
-             embeddings_flipped=teachers.embeddings_flipped, sources=teachers.sources)  # fmt: skip
+    save_teacher_set(teachers, path)
     crops = TeacherCrops(teachers, FACE_RGB)  # un-augmented: the crops as they are
     batch = collate_embedding([crops[i] for i in range(len(crops))])
     torch.manual_seed(0)
@@ -185,8 +186,7 @@ def test_the_objective_is_cross_entropy_on_labelled_rows_plus_weighted_cosine_on
 def test_identities_and_distillation_train_together(tmp_path) -> None:
     teachers = synthetic_teacher_set(n=4)
     path = tmp_path / "set.npz"
-    np.savez(path, crops=teachers.crops, embeddings=teachers.embeddings,
-             embeddings_flipped=teachers.embeddings_flipped, sources=teachers.sources)  # fmt: skip
+    save_teacher_set(teachers, path)
     out = tmp_path / "run"
     settings = config(out, epochs=1, batch_size=5, distill_weight=2.0)
     train_face_embedding(
@@ -238,12 +238,11 @@ def test_bad_numbers_are_refused_when_the_config_is_made(tmp_path, overrides, wo
 
 
 def test_a_teacher_set_of_another_size_is_refused(tmp_path) -> None:
-    teachers = synthetic_teacher_set(n=4)
     path = tmp_path / "set.npz"
-    np.savez(path, crops=teachers.crops, embeddings=teachers.embeddings[:, :64],
-             embeddings_flipped=teachers.embeddings_flipped[:, :64], sources=teachers.sources)  # fmt: skip
-    with pytest.raises(ConfigError, match="holds 64-d teacher embeddings; mobilefacenet's are 128-d"):
+    save_teacher_set(synthetic_teacher_set(n=4), path)
+    narrow = {**TINY, "embedding_size": 64}
+    with pytest.raises(ConfigError, match="holds 128-d teacher embeddings; mobilefacenet's are 64-d"):
         train_face_embedding(
-            "mobilefacenet", None, config(tmp_path / "run"), model_options=TINY, distill=path
+            "mobilefacenet", None, config(tmp_path / "run"), model_options=narrow, distill=path
         )
     assert not (tmp_path / "run").exists()

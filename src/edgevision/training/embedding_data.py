@@ -11,7 +11,7 @@ from edgevision.data.face_augment import FaceAugment
 from edgevision.data.identity_folders import IdentityFolders
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.errors import DatasetError
-from edgevision.training._standins import TeacherSet
+from edgevision.recognition.teacher_set import TeacherSet
 
 # A sample: (network input, label) from identity folders, or (network input, teacher target).
 EmbeddingSample = tuple[torch.Tensor, int] | tuple[torch.Tensor, torch.Tensor]
@@ -32,8 +32,7 @@ class TeacherCrops(Dataset):
     1 keeps it apart from the identity images' stream of the same index).
 
     Raises:
-        DatasetError: the set is empty, its arrays disagree in length or shape, or an embedding is
-            not finite or is zero.
+        DatasetError: the set is empty, or an embedding is zero.
     """
 
     def __init__(
@@ -42,25 +41,13 @@ class TeacherCrops(Dataset):
         preprocessing: Preprocessing,
         augment: FaceAugment | None = None,
         seed: int = 0,
-        size: int = 112,
     ) -> None:
-        crops, plain, mirrored = teachers.crops, teachers.embeddings, teachers.embeddings_flipped
-        n = len(crops)
-        if n == 0:
+        # TeacherSet checks its shapes and finiteness; a zero vector has no direction to learn.
+        if len(teachers) == 0:
             raise DatasetError("the teacher set holds no crops")
-        if crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
-            raise DatasetError(
-                f"teacher crops must be (N, {size}, {size}, 3) uint8, got {crops.shape} {crops.dtype}"
-            )
-        if plain.ndim != 2 or plain.shape != mirrored.shape or len(plain) != n:
-            raise DatasetError(
-                f"the teacher set's {n} crops need (N, D) embeddings of both the crops and their mirrors; "
-                f"got {plain.shape} and {mirrored.shape}"
-            )
-        for name, vectors in (("embeddings", plain), ("embeddings_flipped", mirrored)):
-            norms = np.linalg.norm(vectors, axis=1)
-            if not (np.isfinite(norms).all() and (norms > 0).all()):
-                raise DatasetError(f"the teacher set's {name} hold a non-finite or zero vector")
+        for name in ("embeddings", "embeddings_flipped"):
+            if not (np.linalg.norm(getattr(teachers, name), axis=1) > 0).all():
+                raise DatasetError(f"the teacher set's {name} hold a zero vector")
         self.teachers = teachers
         self.preprocessing = preprocessing
         self.augment = augment

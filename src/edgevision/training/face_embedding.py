@@ -29,7 +29,9 @@ from edgevision.data.identity_folders import IdentityFolders
 from edgevision.data.io import check_output_dir
 from edgevision.errors import ConfigError, EdgeVisionWarning
 from edgevision.models import create_model
-from edgevision.training._standins import face_crop_input, load_teacher_set, margin_head
+from edgevision.recognition.alignment import face_crop_input
+from edgevision.recognition.arcface import margin_head
+from edgevision.recognition.teacher_set import load_teacher_set
 from edgevision.training.config import TrainConfig, check_input_size
 from edgevision.training.embedding_data import PairedSets, TeacherCrops, collate_embedding
 from edgevision.training.loop import fit
@@ -154,7 +156,7 @@ def train_face_embedding(
         config.extra["classes"] = identities.classes
         sets.append(identities)
     if distill is not None:
-        teachers = TeacherCrops(load_teacher_set(distill), preprocessing, augment, config.seed, size)
+        teachers = TeacherCrops(load_teacher_set(distill), preprocessing, augment, config.seed)
         if teachers.embedding_size != embedding_size:
             raise ConfigError(
                 f"{distill} holds {teachers.embedding_size}-d teacher embeddings; "
