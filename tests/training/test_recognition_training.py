@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from edgevision.data.face_augment import FaceAugment
 from edgevision.data.identity_folders import IdentityFolders
 from edgevision.data.paths import default_data_dir
 from edgevision.data.preprocessing import FACE_RGB
-from edgevision.errors import ConfigError
+from edgevision.errors import ConfigError, WeightsError
 from edgevision.models import create_model
 from edgevision.models.checkpoint import load_checkpoint
 from edgevision.recognition.alignment import face_crop_input
@@ -114,6 +115,16 @@ def test_distillation_raises_the_cosine_to_the_teacher(tmp_path) -> None:
     # the loss is 1 - the mean cosine: the cosine rose (by 0.18 on this seed; 0.08 is asked)
     assert after < before - 0.08, (before, after)
     assert "head.weight" not in load_checkpoint(out / "last.pth")["model"]
+    # resuming it with identities (a head it has not) is refused in one line, before training
+    for person in ("a", "b"):
+        (tmp_path / "people" / person).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "people" / person / "0.png"), teachers.crops[0])
+    with pytest.raises(WeightsError, match="does not fit the model this run trains") as info:
+        more = config(out, epochs=5, batch_size=4, lr=0.5)
+        train_face_embedding(
+            "mobilefacenet", tmp_path / "people", more, model_options=TINY, distill=path, resume=True
+        )
+    assert "\n" not in str(info.value)
 
 
 def test_a_mirrored_crop_is_paired_with_the_mirrors_teacher_embedding() -> None:
@@ -211,11 +222,21 @@ def test_resume_continues_from_last_and_matches_the_uninterrupted_run(tmp_path) 
                                    crops=True, resume=True)  # fmt: skip
     assert load_checkpoint(cut / "last.pth")["epoch"] == 1
     torch.testing.assert_close(load_checkpoint(resumed), load_checkpoint(whole), rtol=0, atol=1e-6)
-    # a resume that would change the head (other people) is refused in one line
-    with pytest.raises(Exception, match="does not fit the model this run trains") as info:
-        train_face_embedding("mobilefacenet", ORL, config(cut, epochs=3), model_options=TINY, people="1-4",
-                             crops=True, resume=True)  # fmt: skip
-    assert "\n" not in str(info.value)
+    # a resume on other people is refused in one line, whether or not the head's shape would change
+    for people in ("1-4", "2-4"):
+        with pytest.raises(
+            ConfigError, match="trained on 3 other people .*s1, s2, s3.*same --people"
+        ) as info:
+            train_face_embedding(
+                "mobilefacenet",
+                ORL,
+                config(cut, epochs=3),
+                model_options=TINY,
+                people=people,
+                crops=True,
+                resume=True,
+            )
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
