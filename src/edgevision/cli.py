@@ -151,11 +151,8 @@ def train(
         Path | None, typer.Option(help="embeddings: a teacher set (.npz) whose embeddings the network learns")
     ] = None,
     distill_weight: Annotated[
-        float,
-        typer.Option(
-            help="embeddings: the distillation term's weight (with --data, ~50 matches ArcFace's gradient)"
-        ),
-    ] = 1.0,
+        float, typer.Option(help="embeddings: the weight of the distillation term, 1 - cosine to the teacher")
+    ] = 20.0,
     loss: Annotated[
         str, typer.Option(help="embeddings: the identity head: arcface, cosface or softmax")
     ] = "arcface",

@@ -24,7 +24,7 @@ from edgevision.recognition.alignment import face_crop_input
 from edgevision.recognition.arcface import margin_head
 from edgevision.recognition.teacher_set import TeacherSet, save_teacher_set
 from edgevision.training.config import TrainConfig
-from edgevision.training.embedding_data import TeacherCrops, collate_embedding, teacher_target
+from edgevision.training.embedding_data import PairedSets, TeacherCrops, collate_embedding, teacher_target
 from edgevision.training.face_embedding import EmbeddingObjective, MarginTrainer, train_face_embedding
 
 ORL = default_data_dir() / "orl_faces"
@@ -107,12 +107,12 @@ def test_distillation_raises_the_cosine_to_the_teacher(tmp_path) -> None:
     torch.manual_seed(0)
     untrained = MarginTrainer(create_model("mobilefacenet", **TINY), None)
     out = tmp_path / "run"
-    settings = config(out, epochs=4, batch_size=4, lr=0.5)
+    settings = config(out, epochs=4, batch_size=4)  # lr 0.1, distill_weight 20: the defaults
     final = train_face_embedding("mobilefacenet", None, settings, model_options=TINY, distill=path)
     trained = MarginTrainer(create_model("mobilefacenet", weights=final, **TINY), None)
     objective = EmbeddingObjective("arcface")
     before, after = mean_loss(untrained, objective, batch), mean_loss(trained, objective, batch)
-    # the loss is 1 - the mean cosine: the cosine rose (by 0.18 on this seed; 0.08 is asked)
+    # the loss is 1 - the mean cosine: the cosine rose (by 0.20 on this seed; 0.08 is asked)
     assert after < before - 0.08, (before, after)
     assert "head.weight" not in load_checkpoint(out / "last.pth")["model"]
     # resuming it with identities (a head it has not) is refused in one line, before training
@@ -120,7 +120,7 @@ def test_distillation_raises_the_cosine_to_the_teacher(tmp_path) -> None:
         (tmp_path / "people" / person).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "people" / person / "0.png"), teachers.crops[0])
     with pytest.raises(WeightsError, match="does not fit the model this run trains") as info:
-        more = config(out, epochs=5, batch_size=4, lr=0.5)
+        more = config(out, epochs=5, batch_size=4)
         train_face_embedding(
             "mobilefacenet", tmp_path / "people", more, model_options=TINY, distill=path, resume=True
         )
@@ -191,6 +191,33 @@ def test_the_objective_is_cross_entropy_on_labelled_rows_plus_weighted_cosine_on
     e = embeddings[[1, 3]]
     cosine = (e * t).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(t, axis=1)
     assert losses["distill"].item() == pytest.approx(3.0 * (1 - cosine).mean(), rel=1e-5)
+
+
+class Indices:
+    """A stand-in data set whose samples are their own index, recording set_epoch."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = n, None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def test_paired_epochs_pass_over_the_identities_and_walk_on_through_the_teacher_crops() -> None:
+    identities, teachers = Indices(3), Indices(7)
+    pairs = PairedSets(identities, teachers)
+    walked = []
+    for epoch in range(3):
+        pairs.set_epoch(epoch)
+        assert identities.epoch == teachers.epoch == epoch and len(pairs) == 3
+        walked.append([pairs[i] for i in range(3)])
+    assert walked == [[(0, 0), (1, 1), (2, 2)], [(0, 3), (1, 4), (2, 5)], [(0, 6), (1, 0), (2, 1)]]
 
 
 @needs_orl

@@ -64,11 +64,13 @@ class TrainConfig:
     augment: str = "faceboxes"
     # Embedding networks (recipe face_embedding): the class head on identity data, its margin
     # and scale (None: the head's defaults, ArcFace's m = 0.5, CosFace's 0.35, s = 64), and the
-    # weight of the distillation term (1 - cosine to the teacher's embedding)
+    # weight of the distillation term, 1 - cosine to the teacher's embedding. Ours: 20, because
+    # that term's gradient is divided by the embedding's norm, ~sqrt(128) ~ 11 after its BN
+    # (edgevision.training.face_embedding)
     margin_loss: str = "arcface"
     margin: float | None = None
     scale: float | None = None
-    distill_weight: float = 1.0
+    distill_weight: float = 20.0
     log_every: int = 10  # steps between log records
     extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 

@@ -74,22 +74,27 @@ class TeacherCrops(Dataset):
 
 
 class PairedSets(Dataset):
-    """Identity images and teacher crops together: item ``i`` is identity sample ``i mod n_1`` and
-    teacher sample ``i mod n_2``, over the longer set's length (the shorter one repeats), so each
-    step has as many of one as of the other."""
+    """Identity images and teacher crops together, one of each per item, so each step has as
+    many of one as of the other. An epoch is a pass over the identities (the data fine-tuned on;
+    the teacher set is a regulariser, often 20 times larger): item ``i`` of epoch ``e`` pairs
+    identity sample ``i`` with teacher sample ``(e * n + i) mod m`` (``n`` identities, ``m``
+    crops), so successive epochs walk on through the teacher set."""
 
     def __init__(self, identities: IdentityFolders, teachers: TeacherCrops) -> None:
         self.identities, self.teachers = identities, teachers
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.identities.set_epoch(epoch)
         self.teachers.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return max(len(self.identities), len(self.teachers))
+        return len(self.identities)
 
     def __getitem__(self, index: int) -> tuple[EmbeddingSample, EmbeddingSample]:
-        return self.identities[index % len(self.identities)], self.teachers[index % len(self.teachers)]
+        crop = (self.epoch * len(self.identities) + index) % len(self.teachers)
+        return self.identities[index], self.teachers[crop]
 
 
 def collate_embedding(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
