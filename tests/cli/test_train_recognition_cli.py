@@ -58,3 +58,14 @@ def test_the_command_trains_mobilefacenet_on_orl_crops(run_cli, tmp_path) -> Non
     assert f"weights: {out / 'final.pth'}" in stdout
     model = create_model("mobilefacenet", weights=out / "final.pth")
     assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 128)
+
+
+def test_a_detector_refuses_the_embedding_options(run_cli, assert_one_line_error, tmp_path) -> None:
+    """Recipe keywords go only to recipes that take them: a detector's run refuses them."""
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "none"), "--out", str(out), "--people", "1-3", "--crops"]
+    code, _, err = run_cli("train", "faceboxes", *args)
+    assert_one_line_error(
+        code, err, "--people, --crops do not apply to training faceboxes", "single_shot_faces"
+    )
+    assert not out.exists()

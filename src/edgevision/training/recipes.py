@@ -106,7 +106,8 @@ def train_model(
     foreign = [name for name in given if name not in accepted]
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        raise ConfigError(f"{flags} does not apply to training {model} (recipe {model_info(model).recipe})")
+        verb = "does" if len(foreign) == 1 else "do"
+        raise ConfigError(f"{flags} {verb} not apply to training {model} (recipe {model_info(model).recipe})")
     return recipe(model, data, config, resume=resume, model_options=model_options or {}, **given)
 
 
