@@ -61,24 +61,47 @@ def _parse_milestones(text: str) -> tuple[int, ...]:
         ) from None
 
 
+# The training options whose defaults are the model's recipe's (TrainConfig's unless the recipe
+# sets its own, edgevision.training.recipes): None here means "not given".
+RECIPE_DEFAULT = "[default: the model's recipe's: detectors 1024, mobilefacenet 112]"
+
+
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="registered model with a training recipe, e.g. faceboxes")],
-    data: Annotated[Path | None, typer.Option(help="WIDER FACE root [default: DATA/widerface]")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="detectors: WIDER FACE root [default: DATA/widerface]; mobilefacenet: identity folders"
+        ),
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="folder for checkpoints and the loss log [default: runs/MODEL]")
+        Path | None,
+        typer.Option("--out", "-o", help="folder for checkpoints and the loss log [default: runs/MODEL]"),
     ] = None,
     image_size: Annotated[
-        int, typer.Option(help="square training input, px: a multiple of the model's coarsest stride")
-    ] = 1024,
+        int | None,
+        typer.Option(
+            help=f"square training input, px: a multiple of a detector's coarsest stride {RECIPE_DEFAULT}"
+        ),
+    ] = None,
     # Ranges are TrainConfig's to check (one-line errors, NaN and inf included), not typer's.
-    batch_size: Annotated[int, typer.Option(help="images per step and process")] = 32,
-    epochs: int = 300,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
-    warmup_epochs: Annotated[float, typer.Option(help="linear warm-up from lr/10, in epochs")] = 5.0,
+    batch_size: Annotated[
+        int | None, typer.Option(help="images per step and process [default: 32; mobilefacenet 64]")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="[default: 300; mobilefacenet 30]")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="peak learning rate [default: 1e-3; mobilefacenet 0.1]")
+    ] = None,
+    warmup_epochs: Annotated[
+        float | None, typer.Option(help="linear warm-up from lr/10, in epochs [default: 5; mobilefacenet 1]")
+    ] = None,
     milestones: Annotated[
-        str, typer.Option(help="epochs where the lr drops 10x, comma-separated")
-    ] = "200,250",
+        str | None,
+        typer.Option(
+            help="epochs where the lr drops 10x, comma-separated [default: 200,250; mobilefacenet 20,26]"
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="data-loading processes")] = 2,
     seed: int = 0,
     log_every: Annotated[int, typer.Option(help="log the losses every N steps")] = 10,
@@ -101,7 +124,11 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pth")] = False,
     init_weights: Annotated[
         Path | None,
-        typer.Option(help="weights of this model to start from (fine-tuning), e.g. its bundled ones"),
+        typer.Option(
+            "--init-weights",
+            "--init",
+            help="weights of this model to start from (fine-tuning), e.g. its bundled ones",
+        ),
     ] = None,
     backbone_weights: Annotated[
         Path | None,
@@ -109,39 +136,85 @@ def train(
             help="ImageNet weights the model's body starts from (models with a backbone, e.g. tinyfaces)"
         ),
     ] = None,
+    people: Annotated[
+        str | None,
+        typer.Option(
+            help="embeddings: the identity folders to train on, 1-based in natural order (1-30) or names"
+        ),
+    ] = None,
+    crops: Annotated[
+        bool,
+        typer.Option(
+            help="embeddings: the identity images are face crops (e.g. ORL), not aligned 112x112 faces"
+        ),
+    ] = False,
+    distill: Annotated[
+        Path | None, typer.Option(help="embeddings: a teacher set (.npz) whose embeddings the network learns")
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(help="embeddings: the weight of the distillation term, 1 - cosine to the teacher")
+    ] = 20.0,
+    loss: Annotated[
+        str, typer.Option(help="embeddings: the identity head: arcface, cosface or softmax")
+    ] = "arcface",
+    margin: Annotated[
+        float | None, typer.Option(help="embeddings: the head's margin [default: arcface 0.5, cosface 0.35]")
+    ] = None,
+    scale: Annotated[float | None, typer.Option(help="embeddings: the head's scale s [default: 64]")] = None,
 ) -> None:
-    """Train a detector; a checkpoint is written every epoch. Use torchrun for several processes."""
+    """Train a detector or a face embedding network; a checkpoint is written every epoch. Use
+    torchrun for several processes."""
     from edgevision.training.config import TrainConfig
-    from edgevision.training.recipes import recipe_for, train_model
+    from edgevision.training.recipes import recipe_info, train_model
 
-    recipe_for(model)  # an unknown or untrainable model fails before anything else
-    data = _data_root(data, "widerface")
+    recipe = recipe_info(model)  # an unknown or untrainable model fails before anything else
+    if data is None and recipe.data_folder is not None:
+        data = _data_root(data, recipe.data_folder)
+    given = {
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "lr": lr,
+        "warmup_epochs": warmup_epochs,
+        "milestones": None if milestones is None else _parse_milestones(milestones),
+    }
     config = TrainConfig(
         out_dir=out if out is not None else Path("runs") / model,
-        image_size=image_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        lr=lr,
-        warmup_epochs=warmup_epochs,
-        milestones=_parse_milestones(milestones),
+        **{**recipe.config_defaults, **{k: v for k, v in given.items() if v is not None}},
         workers=workers,
         seed=seed,
         log_every=log_every,
         teachers=tuple(soft_teacher or ()),
         calibrate_teachers=calibrate_teachers,
         augment=augment,
+        margin_loss=loss,
+        margin=margin,
+        scale=scale,
+        distill_weight=distill_weight,
         extra={
             "init_weights": str(init_weights) if init_weights else None,
             "backbone_weights": str(backbone_weights) if backbone_weights else None,
-            "data": str(data),
+            "data": str(data) if data else None,
             "teacher": str(teacher) if teacher else None,
+            "distill": str(distill) if distill else None,
+            "people": people,
+            "crops": crops,
         },
     )
     options = {"backbone_weights": str(backbone_weights)} if backbone_weights is not None else {}
     if init_weights is not None:
         options["weights"] = str(init_weights)
     final = train_model(
-        model, data, config, teacher=teacher, max_images=max_images, resume=resume, model_options=options
+        model,
+        data,
+        config,
+        resume=resume,
+        model_options=options,
+        teacher=teacher,
+        max_images=max_images,
+        distill=distill,
+        people=people,
+        crops=crops,
     )
     typer.echo(f"weights: {final}")
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from torch import nn
 
 from edgevision.errors import ConfigError
+from edgevision.validation import check_number
 
 # TrainConfig's numbers, by the range they must lie in (all finite).
-POSITIVE = ("image_size", "batch_size", "epochs", "lr", "gamma", "log_every")
+POSITIVE = ("image_size", "batch_size", "epochs", "lr", "gamma", "log_every", "distill_weight")
 NON_NEGATIVE = (
     "momentum",
     "weight_decay",
@@ -25,6 +26,8 @@ NON_NEGATIVE = (
 
 
 AUGMENTATIONS = ("faceboxes", "small_faces")
+# The class heads an embedding network may train with (edgevision.training.face_embedding).
+MARGIN_LOSSES = ("arcface", "cosface", "softmax")
 
 
 @dataclass
@@ -59,6 +62,15 @@ class TrainConfig:
     # The training augmentation: "faceboxes" (FaceBoxes' crop, which enlarges faces, Sec. 4.1) or
     # "small_faces" (ours: mosaics and zoom-out first, edgevision.data.transforms)
     augment: str = "faceboxes"
+    # Embedding networks (recipe face_embedding): the class head on identity data, its margin
+    # and scale (None: the head's defaults, ArcFace's m = 0.5, CosFace's 0.35, s = 64), and the
+    # weight of the distillation term, 1 - cosine to the teacher's embedding. Ours: 20, because
+    # that term's gradient is divided by the embedding's norm, ~sqrt(128) ~ 11 after its BN
+    # (edgevision.training.face_embedding)
+    margin_loss: str = "arcface"
+    margin: float | None = None
+    scale: float | None = None
+    distill_weight: float = 20.0
     log_every: int = 10  # steps between log records
     extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
@@ -78,6 +90,16 @@ class TrainConfig:
             raise ConfigError("calibrating teachers needs a teacher to calibrate (--soft-teacher)")
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.margin_loss not in MARGIN_LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(MARGIN_LOSSES)}, got {self.margin_loss!r}")
+        if self.margin_loss == "softmax" and (self.margin is not None or self.scale is not None):
+            raise ConfigError(
+                "softmax has no margin or scale; --margin and --scale are for arcface and cosface"
+            )
+        if self.margin is not None:  # beyond pi/2 ArcFace's target logit no longer falls with the angle
+            check_number("training option margin", self.margin, 0.0, math.pi / 2)
+        if self.scale is not None:
+            check_number("training option scale", self.scale, 0.0, 1024.0, low_open=True)
         if any(m < 0 for m in self.milestones):
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 
@@ -85,13 +107,38 @@ class TrainConfig:
 def prepare_run(config: TrainConfig, model: nn.Module) -> None:
     """Check what can be checked before any data is read, and create the output folder.
 
-    The training size must be a multiple of the largest anchor stride, and at least that stride:
-    then every level's feature map tiles the input exactly, so each anchor sits on the cell whose
-    prediction it is trained against (at 33 px FaceBoxes has no usable anchor and the loss is 0).
+    Raises:
+        ConfigError: the size does not suit the model (:func:`check_input_size`), or ``out_dir``
+            cannot be a folder.
+    """
+    check_input_size(config, model)
+    out_dir = Path(config.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission, a read-only disk
+        raise ConfigError(f"cannot use {out_dir} as the output folder: {error.strerror or error}") from None
+
+
+def check_input_size(config: TrainConfig, model: nn.Module) -> None:
+    """Refuse a training size ``model`` cannot use.
+
+    A network with a fixed input (``fixed_input_size``, e.g. an embedding network's GDConv spans
+    its whole final map) trains at that size only. An anchor detector's size must be a multiple of
+    its largest anchor stride, and at least that stride: then every level's feature map tiles the
+    input exactly, so each anchor sits on the cell whose prediction it is trained against (at 33 px
+    FaceBoxes has no usable anchor and the loss is 0).
 
     Raises:
-        ConfigError: the size does not suit the model, or ``out_dir`` cannot be a folder.
+        ConfigError: the size does not suit the model.
     """
+    fixed = getattr(model, "fixed_input_size", None)
+    if fixed is not None:
+        if tuple(fixed) != (config.image_size, config.image_size):
+            raise ConfigError(
+                f"image size {config.image_size} does not suit {type(model).__name__}: it takes "
+                f"{fixed[0]}x{fixed[1]} inputs only"
+            )
+        return
     stride = model.max_stride
     if config.image_size < stride or config.image_size % stride:
         nearest = max(stride, round(config.image_size / stride) * stride)
@@ -99,8 +146,3 @@ def prepare_run(config: TrainConfig, model: nn.Module) -> None:
             f"image size {config.image_size} does not suit {type(model).__name__}: it must be a multiple "
             f"of its largest anchor stride, {stride} px (e.g. {nearest})"
         )
-    out_dir = Path(config.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a file in the way, no permission, a read-only disk
-        raise ConfigError(f"cannot use {out_dir} as the output folder: {error.strerror or error}") from None

@@ -66,8 +66,11 @@ def fit(
     collate: Callable[[list], Any],
     hooks: Sequence[EpochHook] = (),
     resume: bool = False,
+    deployed: nn.Module | None = None,
 ) -> Path:
-    """Train ``model`` on ``data``; returns the path of the final weights (state dict only).
+    """Train ``model`` on ``data``; returns the path of the final weights (state dict only): of
+    ``deployed``, the part of ``model`` that is kept after training, when given (the rest, e.g.
+    a margin head, is training-only and is saved in ``last.pth`` alone).
 
     ``data`` has ``set_epoch(epoch)`` (its augmentation is seeded per epoch and sample) and yields
     samples ``collate`` makes batches of. ``config.out_dir`` receives ``last.pth`` (model,
@@ -85,7 +88,8 @@ def fit(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     rank, world = distributed()
-    prepare_run(config, model)
+    deployed = model if deployed is None else deployed
+    prepare_run(config, deployed)  # the deployed network is what takes the inputs
     out_dir = Path(config.out_dir)
     model.to(device)
     start_epoch = 0
@@ -95,7 +99,12 @@ def fit(
             raise WeightsError(f"nothing to resume: {last} does not exist")
         state = load_checkpoint(last)
         _check_same_run(state.get("config", {}), config, last)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:  # e.g. another number of classes, or a head the run has not
+            raise WeightsError(
+                f"{last} does not fit the model this run trains (other data?); resume the same run"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -170,7 +179,7 @@ def fit(
                 plot_loss_curves(log_path, out_dir / "losses.png")
     final = out_dir / "final.pth"
     if rank == 0:
-        save_checkpoint(final, model.state_dict())
+        save_checkpoint(final, deployed.state_dict())
     if world > 1:
         dist.destroy_process_group()
     return final

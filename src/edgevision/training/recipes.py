@@ -1,16 +1,21 @@
 """Training recipes: how ``edgevision train MODEL`` trains each registered model.
 
 A model names its recipe in the registry (``register_model(..., recipe=NAME)``); a recipe is a
-function ``recipe(model_name, data, config, *, teacher, max_images, resume, model_options) ->
-Path`` (the final weights; ``model_options`` are config overrides of the model, e.g. the ImageNet
-weights its body starts from) that builds the model, its data set, objective, optimiser and
-schedule and hands them to :func:`edgevision.training.loop.fit`. Registering a recipe is all a
-new model needs to train.
+function ``recipe(model_name, data, config, *, resume, model_options, **options) -> Path`` (the
+final weights; ``model_options`` are config overrides of the model, e.g. the ImageNet weights its
+body starts from; ``options`` are the recipe's own keywords, e.g. ``teacher`` and ``max_images``
+for detectors) that builds the model, its data set, objective, optimiser and schedule and hands
+them to :func:`edgevision.training.loop.fit`. A recipe registers the :class:`TrainConfig` values
+it trains with by default where TrainConfig's (a detector's) do not suit it, and the folder of the
+default data directory ``--data`` means when it is not given. Registering a recipe is all a new
+model needs to train.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -20,25 +25,48 @@ from edgevision.models import list_models, model_info
 from edgevision.training.config import TrainConfig
 
 Recipe = Callable[..., Path]
-_RECIPES: dict[str, Recipe] = {}
+
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    """A registered recipe: the function, the :class:`TrainConfig` fields it sets by default
+    (overriding TrainConfig's), and the folder of the default data directory that is its data
+    when none is given (None: the recipe takes ``data=None``)."""
+
+    recipe: Recipe
+    config_defaults: Mapping[str, Any] = field(default_factory=dict)
+    data_folder: str | None = None
+
+
+_RECIPES: dict[str, RecipeInfo] = {}
 # The recipes that ship with edgevision, by the module that registers each (imported on first use).
-_BUILT_IN = {"single_shot_faces": "edgevision.training.single_shot_faces"}
+_BUILT_IN = {
+    "single_shot_faces": "edgevision.training.single_shot_faces",
+    "face_embedding": "edgevision.training.face_embedding",
+}
 
 
-def register_recipe(name: str) -> Callable[[Recipe], Recipe]:
+def register_recipe(
+    name: str, *, config_defaults: Mapping[str, Any] | None = None, data_folder: str | None = None
+) -> Callable[[Recipe], Recipe]:
     """Decorator that registers a training recipe under ``name`` (unique)."""
 
     def wrap(recipe: Recipe) -> Recipe:
         if name in _RECIPES:
             raise ValueError(f"training recipe {name!r} is already registered")
-        _RECIPES[name] = recipe
+        _RECIPES[name] = RecipeInfo(recipe, dict(config_defaults or {}), data_folder)
         return recipe
 
     return wrap
 
 
 def recipe_for(model: str) -> Recipe:
-    """The recipe registered model ``model`` trains with.
+    """The recipe registered model ``model`` trains with (see :func:`recipe_info`)."""
+    return recipe_info(model).recipe
+
+
+def recipe_info(model: str) -> RecipeInfo:
+    """The recipe registered model ``model`` trains with, and its defaults.
 
     Raises:
         UnknownModelError: ``model`` is not registered.
@@ -58,26 +86,29 @@ def recipe_for(model: str) -> Recipe:
 
 def train_model(
     model: str,
-    data: Path,
+    data: Path | None,
     config: TrainConfig,
     *,
-    teacher: Path | None = None,
-    max_images: int | None = None,
     resume: bool = False,
     model_options: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> Path:
     """Train registered model ``model`` (built with ``model_options`` overrides) with its recipe;
-    returns the final weights' path."""
+    returns the final weights' path. ``options`` left None or False are not passed on.
+
+    Raises:
+        ConfigError: an option set that the model's recipe does not take (named as the command
+            line spells it), before anything is read.
+    """
     recipe = recipe_for(model)
-    return recipe(
-        model,
-        data,
-        config,
-        teacher=teacher,
-        max_images=max_images,
-        resume=resume,
-        model_options=model_options or {},
-    )
+    given = {name: value for name, value in options.items() if value is not None and value is not False}
+    accepted = inspect.signature(recipe).parameters
+    foreign = [name for name in given if name not in accepted]
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        verb = "does" if len(foreign) == 1 else "do"
+        raise ConfigError(f"{flags} {verb} not apply to training {model} (recipe {model_info(model).recipe})")
+    return recipe(model, data, config, resume=resume, model_options=model_options or {}, **given)
 
 
 def _trainable_models() -> list[str]:

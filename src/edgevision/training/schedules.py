@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from edgevision.training.config import TrainConfig
 
 
 def warmup_step_lr(
@@ -13,3 +19,21 @@ def warmup_step_lr(
     if epoch < warmup_epochs:
         return base_lr * (0.1 + 0.9 * epoch / warmup_epochs)
     return base_lr * gamma ** sum(epoch >= m for m in milestones)
+
+
+def sgd_warmup_steps(
+    parameters: Iterable[nn.Parameter], config: TrainConfig
+) -> tuple[torch.optim.SGD, Callable[[float], float]]:
+    """SGD with ``config``'s momentum and weight decay, and its schedule: :func:`warmup_step_lr`
+    from ``config.lr`` (warm-up epochs, milestones, gamma)."""
+    optimizer = torch.optim.SGD(
+        parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    schedule = partial(
+        warmup_step_lr,
+        base_lr=config.lr,
+        warmup_epochs=config.warmup_epochs,
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )
+    return optimizer, schedule

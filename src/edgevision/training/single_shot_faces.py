@@ -7,7 +7,6 @@ of any architecture (``config.teachers``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ from edgevision.training.detection_dataset import FaceTrainingSet, collate_detec
 from edgevision.training.loop import fit
 from edgevision.training.objectives import AnchorObjective, require_matched_faces
 from edgevision.training.recipes import register_recipe
-from edgevision.training.schedules import warmup_step_lr
+from edgevision.training.schedules import sgd_warmup_steps
 from edgevision.training.teacher_calibration import CalibratedTeacher, ScoreCalibration, calibrate
 from edgevision.training.teachers import Teacher, ensemble, teachers_from_specs
 
 
-@register_recipe("single_shot_faces")
+@register_recipe("single_shot_faces", data_folder="widerface")
 def train_single_shot_faces(
     model_name: str,
     data: Path,
@@ -86,16 +85,7 @@ def train_single_shot(
         DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
         SoftTargetDistillation(config.soft_conf_weight, config.soft_loc_weight),
     )
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    schedule = partial(
-        warmup_step_lr,
-        base_lr=config.lr,
-        warmup_epochs=config.warmup_epochs,
-        milestones=config.milestones,
-        gamma=config.gamma,
-    )
+    optimizer, schedule = sgd_warmup_steps(model.parameters(), config)
     return fit(
         model,
         dataset,
