@@ -76,7 +76,7 @@ def add(
             check_output_file(gallery, "--gallery")
         recognizer = load_recognizer(model, weights)
         if store is not None:
-            store.check_model(recognizer.model_name, recognizer.embedding_size)
+            store.check_model(recognizer.model_id, recognizer.embedding_size)
         for path in track(media, description="embedding", console=err_console, transient=True):
             with run.input(path):
                 if is_video(path):
@@ -88,7 +88,7 @@ def add(
         if embeddings:
             if store is None:
                 store = stack.enter_context(
-                    Gallery.open(gallery, recognizer.model_name, recognizer.embedding_size, create=True)
+                    Gallery.open(gallery, recognizer.model_id, recognizer.embedding_size, create=True)
                 )
             store.add(name, np.stack(embeddings), sources)
             typer.echo(
@@ -123,7 +123,7 @@ def search(
             raise GalleryError(f"gallery {gallery} is empty")
         picture = read_image(image)
         recognizer = load_recognizer(model, weights)
-        store.check_model(recognizer.model_name, recognizer.embedding_size)
+        store.check_model(recognizer.model_id, recognizer.embedding_size)
         try:
             embedding = recognizer.embed(picture, crop=crop)
         except EdgeVisionError as error:  # e.g. no face: the message names the image
@@ -142,7 +142,7 @@ def search(
         return
     from rich.table import Table
 
-    typer.echo(f"{image} in {gallery} ({recognizer.model_name}, cosine similarity):")
+    typer.echo(f"{image} in {gallery} ({recognizer.model_id}, cosine similarity):")
     table = Table()
     verdict_column = [] if threshold is None else [f"same (distance <= {threshold:g})"]
     for column in ("rank", "name", "similarity", *verdict_column):

@@ -27,7 +27,7 @@ class FakeRecognizer:
     embedding_size = 4
 
     def __init__(self, model_name: str) -> None:
-        self.model_name = model_name
+        self.model_name = self.model_id = model_name
         self.threshold = None if model_name == "nocard" else 0.05
         self.crops: list[bool] = []
 

@@ -266,6 +266,8 @@ def test_a_plan_embeds_as_torch_does(recognizer, weights, plan, face_crop, astro
         == json.loads(weights.with_suffix(".json").read_text())["sha256"]
     )
     assert planned.threshold == CARD_THRESHOLD  # the card of the weights the plan was built from
+    # A gallery tells comparable embeddings by this id: the plan's is its source weights'.
+    assert planned.model_id == recognizer.model_id == f"mobilefacenet@{planned.weights_sha256[:12]}"
     np.testing.assert_allclose(
         planned.embed(face_crop, crop=True), recognizer.embed(face_crop, crop=True), atol=1e-4
     )

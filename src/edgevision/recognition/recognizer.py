@@ -158,6 +158,13 @@ class Recognizer:
         self.embedding_size = int(self._forward(blank).shape[1])
 
     @property
+    def model_id(self) -> str:
+        """``"<model>@<first 12 hex of the weights' sha256>"`` (the model alone when unknown):
+        embeddings of two recognizers are comparable only when their ids are equal (a gallery
+        keeps it)."""
+        return f"{self.model_name}@{self.weights_sha256[:12]}" if self.weights_sha256 else self.model_name
+
+    @property
     def detector(self) -> Detector:
         """The face detector (made on first use when the recognizer was given a function)."""
         if not hasattr(self._detector, "detect"):
