@@ -70,8 +70,9 @@ def detector_from_engine(
     engine: Engine, postprocess: PostProcess | None = None, scales: Sequence[float] | None = None
 ) -> Detector:
     """A detector around a loaded plan: the engine runs the network; decoding comes from the
-    registered detector the plan was built from (its config, not its weights); ``scales`` is the
-    image pyramid (default: that detector's ``test_scales``).
+    registered detector the plan was built from (its config with the options its weights implied,
+    e.g. a landmark head; not its weights); ``scales`` is the image pyramid (default: that
+    detector's ``test_scales``).
 
     Raises:
         UnknownModelError: the plan was not built from a registered detector.
@@ -82,7 +83,7 @@ def detector_from_engine(
     name = engine.plan.source.get("model")
     if not is_detector_plan(engine):
         raise UnknownModelError(f"{engine.name} was not built from a detector (its source is {name!r})")
-    model = create_model(name)
+    model = create_model(name, **engine.plan.source.get("options", {}))
     network = OnnxNetwork(engine, model)
     return Detector(
         model,

@@ -1,4 +1,5 @@
-"""Box conversions and overlaps. Boxes inside edgevision are ``(N, 4)`` xyxy float32 pixels.
+"""Box conversions and overlaps. Boxes inside edgevision are ``(N, 4)`` xyxy float32 pixels;
+a face's landmarks are ``(5, 2)`` ``(x, y)`` pixels in the order :data:`LANDMARK_NAMES`.
 
 A bottom-layer module: data (crop augmentation) and detection (coder, matcher, losses) both use it.
 """
@@ -7,6 +8,12 @@ from __future__ import annotations
 
 import torch
 from torchvision.ops import box_iou
+
+NUM_LANDMARKS = 5
+# The five points' order (InsightFace's and YuNet's): left and right are the image's sides.
+LANDMARK_NAMES = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
+# Which point each becomes when the image is mirrored left-right: the eyes and the mouth corners swap.
+MIRRORED_LANDMARKS = (1, 0, 2, 4, 3)
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:

@@ -161,6 +161,13 @@ def train(
         float | None, typer.Option(help="embeddings: the head's margin [default: arcface 0.5, cosface 0.35]")
     ] = None,
     scale: Annotated[float | None, typer.Option(help="embeddings: the head's scale s [default: 64]")] = None,
+    landmark_teacher: Annotated[
+        Path | None,
+        typer.Option(help="a YuNet ONNX file whose 5 landmarks per face train a landmark head (added)"),
+    ] = None,
+    landmarks_only: Annotated[
+        bool, typer.Option(help="train the landmark head only; every other weight stays bit for bit")
+    ] = False,
 ) -> None:
     """Train a detector or a face embedding network; a checkpoint is written every epoch. Use
     torchrun for several processes."""
@@ -191,6 +198,8 @@ def train(
         margin=margin,
         scale=scale,
         distill_weight=distill_weight,
+        landmark_teacher=str(landmark_teacher) if landmark_teacher else None,
+        landmarks_only=landmarks_only,
         extra={
             "init_weights": str(init_weights) if init_weights else None,
             "backbone_weights": str(backbone_weights) if backbone_weights else None,

@@ -1,5 +1,6 @@
-"""The pyramid in :class:`Detector`: each scale's boxes come back in the original image's pixels,
-one NMS runs across the scales, and the model learns which scale it decodes (hand-computed)."""
+"""The pyramid in :class:`Detector`: each scale's boxes (and landmarks) come back in the original
+image's pixels, one NMS runs across the scales, and the model learns which scale it decodes
+(hand-computed)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,35 @@ def test_each_scale_is_rescaled_to_the_image_and_one_nms_merges_them() -> None:
     ]
     torch.testing.assert_close(found.boxes, torch.tensor([box for box, _ in expected], dtype=torch.float32))
     torch.testing.assert_close(found.scores, torch.tensor([score for _, score in expected]))
+
+
+class LandmarkStub(StubDetector):
+    """The stub's boxes, each with five points at fixed fractions of itself."""
+
+    fractions = torch.tensor([[0.3, 0.35], [0.68, 0.38], [0.42, 0.55], [0.33, 0.75], [0.62, 0.78]])
+
+    def decode(self, outputs, input_size, *, scale=1.0, scales=(1.0,)):
+        boxes, scores = super().decode(outputs, input_size, scale=scale, scales=scales)
+        return boxes, scores, points_in(boxes, self.fractions)
+
+
+def points_in(boxes: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    return boxes[:, None, :2] + fractions[None] * (boxes[:, None, 2:] - boxes[:, None, :2])
+
+
+def test_each_scales_landmarks_come_back_to_the_image_with_their_box() -> None:
+    stub = LandmarkStub()
+    found = Detector(stub, device=torch.device("cpu"), network=stub).detect(
+        np.zeros((200, 400, 3), np.uint8), scale=1.5
+    )
+    # Every scale's boxes (the same as in the test above, x 1.5 on top), each with its own points.
+    assert len(found) == 4 and found.landmarks is not None
+    torch.testing.assert_close(found.boxes[0], torch.tensor([100.0, 50.0, 300.0, 150.0]))
+    torch.testing.assert_close(found.landmarks, points_in(found.boxes, stub.fractions), rtol=0, atol=1e-4)
+    assert (
+        Detector(StubDetector(), device=torch.device("cpu")).detect(np.zeros((32, 32, 3), np.uint8)).landmarks
+        is None
+    )
 
 
 def test_the_callers_scale_multiplies_every_pyramid_scale() -> None:

@@ -1,4 +1,5 @@
-"""Composable training transforms on ``Sample`` (image + face boxes): FaceBoxes' augmentation
+"""Composable training transforms on ``Sample`` (image + face boxes, and optionally each face's
+five landmarks, which move with its box): FaceBoxes' augmentation
 (FaceBoxes Sec. 4.1; FaceBoxes.PyTorch ``data_augment.py``), and augmentation that makes faces
 smaller (SSD's zoom-out, scale jitter, 2x2 mosaics) for detectors of small faces.
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from edgevision.boxes import intersection_over_first
+from edgevision.boxes import MIRRORED_LANDMARKS, NUM_LANDMARKS, intersection_over_first
 from edgevision.errors import ConfigError
 from edgevision.validation import check_number
 
@@ -28,10 +29,34 @@ class Sample:
     Attributes:
         image: ``(H, W, 3)`` uint8 BGR.
         boxes: ``(N, 4)`` float32 xyxy pixels.
+        landmarks: ``(N, 5, 2)`` float32 ``(x, y)`` pixels of each face's five points (the order
+            of :data:`edgevision.boxes.LANDMARK_NAMES`), NaN for a face without
+            them; or ``None`` (no face has any).
     """
 
     image: np.ndarray
     boxes: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    def select(self, keep: np.ndarray) -> Sample:
+        """The faces ``keep`` (a bool mask or indices) picks, with their landmarks."""
+        landmarks = None if self.landmarks is None else self.landmarks[keep].reshape(-1, NUM_LANDMARKS, 2)
+        return Sample(self.image, self.boxes[keep].reshape(-1, 4), landmarks)
+
+    def moved(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        scale: tuple[float, float] = (1.0, 1.0),
+        offset: tuple[float, float] = (0.0, 0.0),
+    ) -> Sample:
+        """The new ``image`` with its ``boxes`` (already moved by the caller, who may clip them),
+        and the landmarks moved by the same map: ``p * scale + offset`` per axis."""
+        landmarks = self.landmarks
+        if landmarks is not None:
+            # In float64, as resize_sample scales the boxes.
+            landmarks = (landmarks * np.array(scale) + np.array(offset)).astype(np.float32)
+        return Sample(image, boxes, landmarks)
 
 
 Transform = Callable[[Sample, np.random.Generator], Sample]
@@ -81,12 +106,16 @@ class RandomSquareCrop:
             if not (intersection_over_first(boxes, torch.from_numpy(roi[None])) >= 1).any():
                 continue
             centres = (sample.boxes[:, :2] + sample.boxes[:, 2:]) / 2
-            inside = ((roi[:2] < centres) & (centres < roi[2:])).all(axis=1)
-            kept = clip_boxes(sample.boxes[inside], roi) - np.tile(roi[:2], 2)
-            kept = drop_small_faces(kept, self.min_face_px, scale=self.output_size / side)
-            if len(kept) == 0:
+            inside = sample.select(((roi[:2] < centres) & (centres < roi[2:])).all(axis=1))
+            cropped = inside.moved(
+                sample.image[top : top + side, left : left + side],
+                clip_boxes(inside.boxes, roi) - np.tile(roi[:2], 2),
+                offset=(-left, -top),
+            )
+            cropped = cropped.select(large_faces(cropped.boxes, self.min_face_px, self.output_size / side))
+            if len(cropped.boxes) == 0:
                 continue
-            return Sample(sample.image[top : top + side, left : left + side], kept)
+            return cropped
         return pad_to_square(sample, self.pad_value)
 
 
@@ -95,12 +124,17 @@ def clip_boxes(boxes: np.ndarray, region: np.ndarray) -> np.ndarray:
     return np.clip(boxes, region[[0, 1, 0, 1]], region[[2, 3, 2, 3]])
 
 
+def large_faces(boxes: np.ndarray, min_face_px: float, scale: float = 1.0) -> np.ndarray:
+    """``(N,)`` bool: which ``(N, 4)`` xyxy boxes have a short side, times ``scale`` (to the
+    network input's pixels), over ``min_face_px``: a face far smaller than the smallest anchor
+    overlaps none well enough to be matched, and kept as a target it would be forced onto one far
+    too large."""
+    return (boxes[:, 2:] - boxes[:, :2]).min(axis=1) * scale > min_face_px
+
+
 def drop_small_faces(boxes: np.ndarray, min_face_px: float, scale: float = 1.0) -> np.ndarray:
-    """The ``(N, 4)`` xyxy boxes whose short side, times ``scale`` (to the network input's
-    pixels), is over ``min_face_px``: a face far smaller than the smallest anchor overlaps none
-    well enough to be matched, and kept as a target it would be forced onto one far too large."""
-    short_sides = (boxes[:, 2:] - boxes[:, :2]).min(axis=1) * scale
-    return boxes[short_sides > min_face_px]
+    """The ``(N, 4)`` xyxy boxes :func:`large_faces` keeps."""
+    return boxes[large_faces(boxes, min_face_px, scale)]
 
 
 @dataclass(frozen=True)
@@ -111,7 +145,7 @@ class DropSmallFaces:
     min_face_px: float
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        return Sample(sample.image, drop_small_faces(sample.boxes, self.min_face_px))
+        return sample.select(large_faces(sample.boxes, self.min_face_px))
 
 
 def pad_to_square(sample: Sample, value: tuple[int, int, int]) -> Sample:
@@ -121,7 +155,7 @@ def pad_to_square(sample: Sample, value: tuple[int, int, int]) -> Sample:
     canvas = np.empty((side, side, 3), dtype=np.uint8)
     canvas[:] = value
     canvas[:height, :width] = sample.image
-    return Sample(canvas, sample.boxes)
+    return sample.moved(canvas, sample.boxes)
 
 
 @dataclass(frozen=True)
@@ -150,22 +184,32 @@ class ColorJitter:
             if jitter_hue:
                 hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-self.hue, self.hue + 1))) % 180
             image = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
-        return Sample(image, sample.boxes)
+        return sample.moved(image, sample.boxes)
 
 
 @dataclass(frozen=True)
 class RandomMirror:
-    """Flip left-right with probability ``p``."""
+    """Flip left-right with probability ``p`` (:func:`mirror`)."""
 
     p: float = 0.5
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.uniform() >= self.p:
             return sample
-        width = sample.image.shape[1]
-        boxes = sample.boxes.copy()
-        boxes[:, [0, 2]] = width - sample.boxes[:, [2, 0]]
-        return Sample(np.ascontiguousarray(sample.image[:, ::-1]), boxes)
+        return mirror(sample)
+
+
+def mirror(sample: Sample) -> Sample:
+    """The sample flipped left-right: ``x -> W - x`` for box edges and points; the landmarks on
+    the image's left and right (eyes, mouth corners) trade places, so that the order stays the
+    image's left, then right."""
+    width = sample.image.shape[1]
+    boxes = sample.boxes.copy()
+    boxes[:, [0, 2]] = width - sample.boxes[:, [2, 0]]
+    flipped = sample.moved(np.ascontiguousarray(sample.image[:, ::-1]), boxes, (-1.0, 1.0), (width, 0.0))
+    if flipped.landmarks is None:
+        return flipped
+    return Sample(flipped.image, flipped.boxes, flipped.landmarks[:, list(MIRRORED_LANDMARKS)])
 
 
 _INTERPOLATIONS = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA, cv2.INTER_NEAREST, cv2.INTER_LANCZOS4)
@@ -176,8 +220,8 @@ def resize_sample(sample: Sample, width: int, height: int, interpolation: int = 
     old_height, old_width = sample.image.shape[:2]
     image = cv2.resize(sample.image, (width, height), interpolation=interpolation)
     # In float64: a float32 ratio can put a box edge at the border one ulp outside the image.
-    scale = np.array([width / old_width, height / old_height] * 2)
-    return Sample(image, (sample.boxes * scale).astype(np.float32))
+    ratios = (width / old_width, height / old_height)
+    return sample.moved(image, (sample.boxes * np.array(ratios * 2)).astype(np.float32), ratios)
 
 
 @dataclass(frozen=True)
@@ -227,7 +271,9 @@ def zoom_out(
         cv2.BORDER_CONSTANT,
         value=fill,
     )
-    return Sample(canvas, sample.boxes + np.array([left, top, left, top], dtype=np.float32))
+    return sample.moved(
+        canvas, sample.boxes + np.array([left, top, left, top], dtype=np.float32), offset=(left, top)
+    )
 
 
 @dataclass(frozen=True)
@@ -307,7 +353,7 @@ def mosaic(
     cx, cy = centre
     cells = [(0, 0, cx, cy), (cx, 0, size, cy), (0, cy, cx, size), (cx, cy, size, size)]
     canvas = np.empty((size, size, 3), dtype=np.uint8)
-    boxes = []
+    faces = []
     for tile, (fx, fy), (x0, y0, x1, y1) in zip(tiles, cuts, cells, strict=True):
         height, width = tile.image.shape[:2]
         cell_width, cell_height = x1 - x0, y1 - y0
@@ -319,8 +365,27 @@ def mosaic(
         shifted = resized.boxes + np.array([x0 - left, y0 - top] * 2, dtype=np.float32)
         cell = np.array([x0, y0, x1, y1], dtype=np.float32)
         visible = intersection_over_first(torch.from_numpy(shifted), torch.from_numpy(cell[None]))[:, 0]
-        boxes.append(clip_boxes(shifted[visible.numpy() >= min_visible], cell))
-    return Sample(canvas, np.concatenate(boxes).astype(np.float32).reshape(-1, 4))
+        moved = resized.moved(canvas, clip_boxes(shifted, cell), offset=(x0 - left, y0 - top))
+        faces.append(moved.select(visible.numpy() >= min_visible))
+    return Sample(
+        canvas,
+        np.concatenate([f.boxes for f in faces]).astype(np.float32).reshape(-1, 4),
+        _joined_landmarks(faces),
+    )
+
+
+def _joined_landmarks(samples: Sequence[Sample]) -> np.ndarray | None:
+    """The samples' landmarks in one ``(N, 5, 2)`` array, NaN for the faces of a sample without
+    any; ``None`` when none has landmarks."""
+    if all(s.landmarks is None for s in samples):
+        return None
+    parts = [
+        s.landmarks
+        if s.landmarks is not None
+        else np.full((len(s.boxes), NUM_LANDMARKS, 2), np.nan, np.float32)
+        for s in samples
+    ]
+    return np.concatenate(parts).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,8 +24,7 @@ import onnx
 from edgevision.data.preprocessing import Preprocessing, model_preprocessing
 from edgevision.deploy.export import export_onnx
 from edgevision.errors import ConfigError, InputFileError, ShapeError, UnknownModelError
-from edgevision.models import create_model, list_models, model_info
-from edgevision.models.weights import load_weights
+from edgevision.models import create_model, list_models, model_info, weights_options
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 # The largest input a plan is built for. Every activation grows with H x W (a 20000 x 20000
@@ -111,7 +110,10 @@ def import_model(
 def _import_registered(
     name: str, weights: str | Path | None, input_size: tuple[int, int] | None
 ) -> ImportedModel:
-    network = create_model(name)
+    bundled = weights is None
+    weights = model_info(name).weights_path if bundled else Path(weights)
+    options = weights_options(name, weights)  # what the weights hold, e.g. a landmark head
+    network = create_model(name, weights=weights)
     if hasattr(network, "example_inputs"):
         raise ConfigError(
             f"{name!r} takes more than an image (e.g. RoIs); the builder takes one-input models"
@@ -121,9 +123,6 @@ def _import_registered(
         raise ConfigError(
             f"{name!r} only takes {fixed[0]}x{fixed[1]} inputs, not {input_size[0]}x{input_size[1]}"
         )
-    bundled = weights is None
-    weights = model_info(name).weights_path if bundled else Path(weights)
-    load_weights(network, weights, name)
     size = tuple(input_size or fixed or network.default_input_size)
     with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
         exported = export_onnx(
@@ -140,6 +139,8 @@ def _import_registered(
         "weights": weights.name if bundled else str(weights),
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
+    if options:
+        source["options"] = options
     return ImportedModel(model, (int(size[0]), int(size[1])), model_preprocessing(network), source)
 
 

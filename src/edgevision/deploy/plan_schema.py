@@ -76,8 +76,12 @@ SOURCE = Record(
         "onnx": Text(4096),
         "onnx_sha256": SHA256,
         "input_size": Array(Integer(1, MAX_INPUT_SIDE), 2, 2),
+        # the registry model's config options its weights imply (FaceBoxes' landmark head)
+        "options": Table(SHORT, Boolean(), 16),
     },
-    optional=frozenset({"model", "weights", "weights_sha256", "onnx", "onnx_sha256", "input_size"}),
+    optional=frozenset(
+        {"model", "weights", "weights_sha256", "onnx", "onnx_sha256", "input_size", "options"}
+    ),
 )
 
 

@@ -49,3 +49,24 @@ class SSDBoxCoder:
         xy = anchors[:, :2] + offsets[..., :2] * self.center_variance * anchors[:, 2:]
         wh = anchors[:, 2:] * torch.exp(offsets[..., 2:] * self.size_variance)
         return cxcywh_to_xyxy(torch.cat([xy, wh], dim=-1))
+
+
+@dataclass(frozen=True)
+class LandmarkCoder:
+    """RetinaFace's landmark coder (Deng et al., RetinaFace, Sec. 3.2): each point is an offset
+    from the anchor's centre in units of ``variance`` anchor sizes,
+    ``t = (p - c_anchor) / (variance * wh_anchor)``, ten values per anchor in
+    ``(x0, y0, x1, y1, ...)`` order. ``variance`` is the box coder's centre variance (0.1).
+    """
+
+    variance: float = 0.1
+
+    def encode(self, points: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(A, P, 2)`` pixel points matched to ``(A, 4)`` cxcywh anchors -> ``(A, 2P)`` offsets."""
+        offsets = (points - anchors[:, None, :2]) / (self.variance * anchors[:, None, 2:])
+        return offsets.reshape(points.shape[0], -1)
+
+    def decode(self, offsets: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """``(..., A, 2P)`` offsets on ``(A, 4)`` cxcywh anchors -> ``(..., A, P, 2)`` pixels."""
+        points = offsets.reshape(*offsets.shape[:-1], -1, 2)
+        return anchors[:, None, :2] + points * self.variance * anchors[:, None, 2:]

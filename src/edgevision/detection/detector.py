@@ -3,9 +3,10 @@
 The detector contract (:class:`DetectorModel`): a detector model declares how an image becomes its
 input (``input_preprocessing``), the pyramid scales it is tested at (``test_scales``), the
 smallest input it takes (``min_input_size``), the names of its outputs, and ``decode``, which turns its
-outputs into boxes and scores. :class:`Detector` does the rest for all of them: preprocess, forward
-(the torch network or a plan), the model's decode, boxes back to the image's pixels, every pyramid
-scale merged, one shared NMS.
+outputs into boxes and scores (and, for a detector with landmarks, each box's five landmarks).
+:class:`Detector` does the rest for all of them: preprocess, forward (the torch network or a plan),
+the model's decode, boxes and landmarks back to the image's pixels, every pyramid scale merged, one
+shared NMS.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from edgevision.validation import check_number
 MAX_SCALE = 8.0
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
+# What a detector's decode returns: boxes and scores, or boxes, scores and landmarks.
+Decoded = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 @runtime_checkable
 class DetectorModel(Protocol):
@@ -58,11 +62,13 @@ class DetectorModel(Protocol):
         *,
         scale: float = 1.0,
         scales: Sequence[float] = (1.0,),
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> Decoded:
         """The first image's outputs for an ``(H, W)`` input -> ``(K, 4)`` xyxy boxes in input
-        pixels and ``(K,)`` scores in [0, 1]. ``scale`` is the pyramid scale the input was made
-        at, one of ``scales``, the whole pyramid (a detector that assigns face sizes to scales,
-        as Tiny Faces does, keeps only what ``scale`` is responsible for)."""
+        pixels and ``(K,)`` scores in [0, 1], and, from a detector with landmarks, their
+        ``(K, 5, 2)`` landmarks in input pixels (see :class:`Detections`). ``scale`` is the
+        pyramid scale the input was made at, one of ``scales``, the whole pyramid (a detector
+        that assigns face sizes to scales, as Tiny Faces does, keeps only what ``scale`` is
+        responsible for)."""
         ...
 
 
@@ -174,13 +180,17 @@ class Detector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
         scales = self._scales_that_fit(image, scale)
-        boxes, scores = [], []
+        boxes, scores, landmarks = [], [], []
         for pyramid_scale in scales:
             factor = scale * pyramid_scale
-            scaled_boxes, scaled_scores = self._detect_at(image, factor, pyramid_scale, scales)
+            scaled_boxes, scaled_scores, *scaled_landmarks = self._detect_at(
+                image, factor, pyramid_scale, scales
+            )
             boxes.append(scaled_boxes / factor)
             scores.append(scaled_scores)
-        return self.postprocess(torch.cat(boxes), torch.cat(scores)).to("cpu")
+            landmarks += [points / factor for points in scaled_landmarks]
+        merged_landmarks = torch.cat(landmarks) if landmarks else None
+        return self.postprocess(torch.cat(boxes), torch.cat(scores), merged_landmarks).to("cpu")
 
     def _scales_that_fit(self, image: np.ndarray, scale: float) -> tuple[float, ...]:
         """The pyramid scales at which ``image``, also resized by ``scale``, is within the
@@ -215,8 +225,8 @@ class Detector:
 
     def _detect_at(
         self, image: np.ndarray, factor: float, pyramid_scale: float, scales: tuple[float, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes (in the scaled image's pixels) and scores of the image resized by ``factor``
+    ) -> Decoded:
+        """Boxes (in the scaled image's pixels), scores and any landmarks of the image resized by ``factor``
         (the pyramid's ``pyramid_scale`` times the caller's scale); ``scales`` are the pyramid
         scales this image runs at."""
         if factor != 1.0:  # resized in float32, as FaceBoxes.PyTorch's test code does

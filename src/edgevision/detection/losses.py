@@ -1,6 +1,7 @@
 """The multibox loss with hard negative mining (SSD Sec. 2.2; FaceBoxes Sec. 3.4), a dense
 distillation loss for training a student against the outputs of a teacher with the same anchors,
-and a soft-target distillation loss against any teacher's detections (boxes with scores)."""
+a soft-target distillation loss against any teacher's detections (boxes with scores), and
+RetinaFace's landmark loss."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from edgevision.boxes import cxcywh_to_xyxy
-from edgevision.detection.coder import BoxCoder
+from edgevision.detection.coder import BoxCoder, LandmarkCoder
 from edgevision.detection.matcher import BACKGROUND, AnchorMatcher
 
 
@@ -21,26 +22,52 @@ class MultiBoxTargets:
     Attributes:
         labels: ``(B, A)`` int64, 1 for a face anchor, 0 for background.
         offsets: ``(B, A, 4)`` encoded offsets of the matched face (zeros on background).
+        landmarks: ``(B, A, 10)`` encoded landmarks of the matched face (zeros where
+            ``landmark_mask`` is False), or None when no landmarks were given.
+        landmark_mask: ``(B, A)`` bool: positive anchors whose face has landmarks, or None.
     """
 
     labels: torch.Tensor
     offsets: torch.Tensor
+    landmarks: torch.Tensor | None = None
+    landmark_mask: torch.Tensor | None = None
 
 
 def build_targets(
-    gt_boxes: list[torch.Tensor], anchors: torch.Tensor, matcher: AnchorMatcher, coder: BoxCoder
+    gt_boxes: list[torch.Tensor],
+    anchors: torch.Tensor,
+    matcher: AnchorMatcher,
+    coder: BoxCoder,
+    gt_landmarks: list[torch.Tensor] | None = None,
+    landmark_coder: LandmarkCoder | None = None,
 ) -> MultiBoxTargets:
-    """Match each image's ``(G_i, 4)`` xyxy faces to the ``(A, 4)`` cxcywh anchors."""
+    """Match each image's ``(G_i, 4)`` xyxy faces to the ``(A, 4)`` cxcywh anchors; with
+    ``gt_landmarks`` (each image's ``(G_i, 5, 2)`` pixels, NaN for a face without) and their
+    ``landmark_coder``, also the landmark targets of the positive anchors whose face has them."""
     anchors_xyxy = cxcywh_to_xyxy(anchors)
-    labels, offsets = [], []
-    for boxes in gt_boxes:
+    labels, offsets, landmarks, masks = [], [], [], []
+    for index, boxes in enumerate(gt_boxes):
         match = matcher(boxes, anchors_xyxy)
         positive = match != BACKGROUND
         matched = boxes[match.clamp(min=0)] if boxes.numel() else anchors_xyxy
         encoded = coder.encode(matched, anchors)
         offsets.append(torch.where(positive[:, None], encoded, torch.zeros_like(encoded)))
         labels.append(positive.long())
-    return MultiBoxTargets(torch.stack(labels), torch.stack(offsets))
+        if gt_landmarks is not None and landmark_coder is not None:
+            points = gt_landmarks[index]
+            if len(points):
+                matched_points = points[match.clamp(min=0)]
+            else:
+                matched_points = torch.full((len(anchors), 5, 2), float("nan"), device=anchors.device)
+            mask = positive & matched_points.isfinite().all(dim=2).all(dim=1)
+            encoded_points = landmark_coder.encode(matched_points, anchors)
+            landmarks.append(torch.where(mask[:, None], encoded_points, torch.zeros_like(encoded_points)))
+            masks.append(mask)
+    if not masks:
+        return MultiBoxTargets(torch.stack(labels), torch.stack(offsets))
+    return MultiBoxTargets(
+        torch.stack(labels), torch.stack(offsets), torch.stack(landmarks), torch.stack(masks)
+    )
 
 
 @dataclass(frozen=True)
@@ -211,3 +238,25 @@ class SoftTargetDistillation:
             "soft_conf": self.conf_weight * (targets.class_weights * kl).sum() / normaliser,
             "soft_loc": self.loc_weight * (targets.box_weights * box).sum() / normaliser,
         }
+
+
+@dataclass(frozen=True)
+class LandmarkLoss:
+    """RetinaFace's landmark loss (Deng et al., Sec. 3.1): smooth L1 between the predicted and
+    the target landmark offsets of the positive anchors whose face has landmarks, divided by the
+    number of those anchors (faces without landmarks add nothing).
+
+    Attributes:
+        weight: weight of the term (1.0 in RetinaFace's released code, beside a box weight of 2).
+    """
+
+    weight: float = 1.0
+
+    def __call__(
+        self, landmarks: torch.Tensor, targets: MultiBoxTargets, normaliser: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``landmarks`` ``(B, A, 10)`` offsets -> ``{"landmarks"}``, divided by ``normaliser``
+        (the anchors with a landmark target, at least 1; their mean over processes under DDP)."""
+        mask = targets.landmark_mask
+        loss = F.smooth_l1_loss(landmarks[mask], targets.landmarks[mask], reduction="sum")
+        return {"landmarks": self.weight * loss / normaliser}

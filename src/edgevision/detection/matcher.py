@@ -41,3 +41,24 @@ class AnchorMatcher:
         best_gt[best_anchor[forced]] = forced
         best_gt_iou[best_anchor[forced]] = 2.0
         return torch.where(best_gt_iou >= self.positive_iou, best_gt, torch.full_like(best_gt, BACKGROUND))
+
+
+def match_greedy(boxes: torch.Tensor, others: torch.Tensor, min_iou: float = 0.5) -> torch.Tensor:
+    """Pair ``(N, 4)`` xyxy boxes with ``(M, 4)`` xyxy ``others`` one to one, the highest IoU
+    pair first, down to ``min_iou``.
+
+    Returns:
+        ``(N,)`` int64: the index of each box's partner in ``others``, or ``BACKGROUND`` (-1).
+    """
+    match = torch.full((len(boxes),), BACKGROUND, dtype=torch.long)
+    if len(boxes) == 0 or len(others) == 0:
+        return match
+    iou = pairwise_iou(boxes.float(), others.float()).cpu()
+    while True:
+        best = int(iou.argmax())
+        row, column = divmod(best, iou.shape[1])
+        if iou[row, column] < min_iou:
+            return match
+        match[row] = column
+        iou[row, :] = -1.0
+        iou[:, column] = -1.0

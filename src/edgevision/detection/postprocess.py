@@ -36,12 +36,19 @@ class PostProcess:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
 
-    def __call__(self, boxes: torch.Tensor, scores: torch.Tensor) -> Detections:
+    def __call__(
+        self, boxes: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor | None = None
+    ) -> Detections:
         """``(K, 4)`` xyxy boxes and their ``(K,)`` scores (every pyramid scale's, in the image's
-        pixels) -> the detections kept, best first."""
+        pixels), and optionally each box's own ``(K, 5, 2)`` landmarks -> the detections kept,
+        best first."""
         candidates = torch.nonzero(scores > self.confidence).flatten()
         order = scores[candidates].argsort(descending=True)[: self.top_k]
         candidates = candidates[order]
-        boxes, scores = boxes[candidates], scores[candidates]
-        kept = nms(boxes, scores, self.nms_iou)[: self.keep]
-        return Detections(boxes[kept].float().contiguous(), scores[kept].float().contiguous())
+        # Indices into the inputs, so each kept box takes its own landmarks.
+        kept = candidates[nms(boxes[candidates], scores[candidates], self.nms_iou)[: self.keep]]
+        return Detections(
+            boxes[kept].float().contiguous(),
+            scores[kept].float().contiguous(),
+            None if landmarks is None else landmarks[kept].float().contiguous(),
+        )

@@ -22,6 +22,7 @@ from edgevision.models._registry import (
     register_model,
     unregister_model,
     weights_card,
+    weights_options,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "register_model",
     "unregister_model",
     "weights_card",
+    "weights_options",
 ]

@@ -13,7 +13,10 @@ model is for, so that no list elsewhere names models (as torchvision's ``Weights
 - ``weights``: the bundled weights file (in :mod:`edgevision.weights`, or an absolute path), with a
   model card ``<stem>.json`` beside it whose fields are the weights' metadata;
 - ``recipe``: the training recipe ``edgevision train`` uses (:mod:`edgevision.training.recipes`);
-- ``default``: the model ``load_detector()`` (and each task's other defaults) use; one per task.
+- ``default``: the model ``load_detector()`` (and each task's other defaults) use; one per task;
+- ``options_from_weights``: the config options a weights file implies (state dict -> overrides),
+  e.g. FaceBoxes' optional landmark head: ``create_model(name, weights=FILE)`` builds what the file
+  holds (explicit overrides still win, and a file that does not fit them is refused).
 """
 
 from __future__ import annotations
@@ -24,15 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from edgevision.errors import ConfigError, UnknownModelError, WeightsError
-from edgevision.models.weights import load_weights
+from edgevision.models.weights import load_weights, state_dict_from_file
 from edgevision.weights import WEIGHTS_DIR
 
 DETECTION = "detection"
 RECOGNITION = "recognition"
 TASKS = (DETECTION, "classification", RECOGNITION)
+OptionsFromWeights = Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ModelInfo:
     weights: str | None = None
     recipe: str | None = None
     default: bool = False
+    options_from_weights: OptionsFromWeights | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -94,6 +100,7 @@ def register_model(
     weights: str | None = None,
     recipe: str | None = None,
     default: bool = False,
+    options_from_weights: OptionsFromWeights | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model builder under ``name`` with its metadata.
 
@@ -111,7 +118,7 @@ def register_model(
             raise ValueError(f"model {name!r} is already registered")
         if default and any(info.default and info.task == task for info in _MODELS.values()):
             raise ValueError(f"{default_model(task)!r} is already the default {task} model")
-        _MODELS[name] = ModelInfo(name, builder, task, weights, recipe, default)
+        _MODELS[name] = ModelInfo(name, builder, task, weights, recipe, default, options_from_weights)
         return builder
 
     return wrap
@@ -161,7 +168,8 @@ def default_model(task: str) -> str:
 def create_model(name: str, *, weights: str | Path | None = None, **config: Any) -> nn.Module:
     """Build the registered model ``name`` with config overrides; with ``weights``, a weights
     file (state dict or training checkpoint) loaded strictly by
-    :func:`edgevision.models.weights.load_weights`, else untrained weights.
+    :func:`edgevision.models.weights.load_weights`, else untrained weights. The options the file
+    implies (:func:`weights_options`) come first; ``config`` overrides them.
 
     Raises:
         UnknownModelError: ``name`` is not registered.
@@ -169,6 +177,8 @@ def create_model(name: str, *, weights: str | Path | None = None, **config: Any)
         WeightsError: ``weights`` is unreadable, not finite, or does not fit the model.
     """
     info = model_info(name)
+    if weights is not None:
+        config = {**weights_options(name, weights), **config}
     try:
         model = info.builder(**config)
     except TypeError as error:  # dataclasses.replace on a field the config does not have
@@ -180,3 +190,18 @@ def create_model(name: str, *, weights: str | Path | None = None, **config: Any)
     if weights is not None:
         load_weights(model, weights, name)
     return model
+
+
+def weights_options(name: str, weights: str | Path) -> dict[str, Any]:
+    """The config options of registered model ``name`` that the weights file implies (``{}`` for
+    a model that declares none), e.g. ``{"landmarks": True}`` for FaceBoxes weights with a
+    landmark head.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        WeightsError: ``weights`` is unreadable.
+    """
+    info = model_info(name)
+    if info.options_from_weights is None:
+        return {}
+    return info.options_from_weights(state_dict_from_file(weights))

@@ -4,12 +4,17 @@ RDCL (Sec. 3.1) shrinks the input 32x in four cheap steps with C.ReLU; MSCL (Sec
 three scales (inception3 at stride 32, conv3_2 at 64, conv4_2 at 128); anchor densification
 (Sec. 3.3) tiles the 32 and 64 px anchors 4x4 and 2x2 per cell. 1,007,330 parameters.
 
+Optionally (``landmarks=True``, ours), a RetinaFace-style landmark head: one more 3x3 conv per
+detection level predicting five facial landmarks per anchor (:class:`LandmarkCoder`), 288,230
+parameters more. Without it the network is exactly FaceBoxes'.
+
 Layer names follow FaceBoxes.PyTorch, so its checkpoints load with ``strict=True`` (see
 :func:`edgevision.models.weights.state_dict_from_file`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,8 +24,9 @@ from torch import nn
 
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.detection.anchors import AnchorLevel, square
-from edgevision.detection.coder import SSDBoxCoder
-from edgevision.detection.heads import apply_heads
+from edgevision.detection.coder import LandmarkCoder, SSDBoxCoder
+from edgevision.detection.detections import NUM_LANDMARKS
+from edgevision.detection.heads import apply_head, apply_heads
 from edgevision.detection.matcher import AnchorMatcher
 from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.layers.conv_bn import ConvBNReLU
@@ -47,13 +53,17 @@ class FaceBoxesConfig:
     forced_match_iou: float = 0.2  # a face's best anchor is forced positive above this (reference)
     # Input: BGR pixels minus the per-channel mean (FaceBoxes.PyTorch).
     mean_bgr: tuple[float, float, float] = field(default=(104.0, 117.0, 123.0))
+    # ours: a landmark head (five points per anchor, RetinaFace's encoding). Off, the network and
+    # its weights files are FaceBoxes.PyTorch's.
+    landmarks: bool = False
 
 
 class FaceBoxes(SingleShotDetector):
     """FaceBoxes network.
 
     Shape: ``(B, 3, H, W)`` float32 mean-subtracted BGR -> ``loc (B, A, 4)`` offsets and
-    ``conf (B, A, 2)`` logits, ``A = len(self.anchors((H, W)))``.
+    ``conf (B, A, 2)`` logits, ``A = len(self.anchors((H, W)))``; with the landmark head also
+    ``landmarks (B, A, 10)`` offsets.
     """
 
     default_input_size = (480, 640)  # (H, W): VGA, the paper's speed benchmark (Sec. 4.2)
@@ -65,6 +75,10 @@ class FaceBoxes(SingleShotDetector):
         self.coder = SSDBoxCoder(self.config.center_variance, self.config.size_variance)
         self.matcher = AnchorMatcher(self.config.match_iou, self.config.forced_match_iou)
         self.input_preprocessing = Preprocessing("BGR", self.config.mean_bgr)
+        if self.config.landmarks:
+            self.landmark_coder = LandmarkCoder(self.config.center_variance)
+            self.landmark_head = "landm"
+            self.onnx_output_names = ("loc", "conf", "landmarks")
         # RDCL: rapidly digested convolutional layers (Sec. 3.1).
         self.conv1 = ConvBNCReLU(3, 24, kernel_size=7, stride=4)
         self.conv2 = ConvBNCReLU(48, 64, kernel_size=5, stride=2)
@@ -85,6 +99,11 @@ class FaceBoxes(SingleShotDetector):
             nn.Conv2d(c, k * self.config.num_classes, kernel_size=3, padding=1)
             for c, k in zip(source_channels, per_cell)
         )
+        if self.config.landmarks:
+            self.landm = nn.ModuleList(
+                nn.Conv2d(c, k * 2 * NUM_LANDMARKS, kernel_size=3, padding=1)
+                for c, k in zip(source_channels, per_cell)
+            )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The three detection sources at strides 32, 64, 128: ``(B, 128|256|256, H/s, W/s)``."""
@@ -98,16 +117,30 @@ class FaceBoxes(SingleShotDetector):
         sources.append(x)
         return sources
 
-    def forward_head(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``loc (B, A, 4)`` offsets and ``conf (B, A, num_classes)`` logits from the sources."""
-        return apply_heads(self.loc, self.conf, sources, self.config.num_classes)
+    def forward_head(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``loc (B, A, 4)`` offsets and ``conf (B, A, num_classes)`` logits from the sources,
+        and ``landmarks (B, A, 10)`` offsets with the landmark head."""
+        outputs = apply_heads(self.loc, self.conf, sources, self.config.num_classes)
+        if self.config.landmarks:
+            outputs += (apply_head(self.landm, sources, 2 * NUM_LANDMARKS),)
+        return outputs
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.forward_head(self.forward_features(x))
 
 
+def _options_from_weights(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A weights file with the landmark head's tensors builds a FaceBoxes with the head."""
+    return {"landmarks": any(key.startswith("landm.") for key in state)}
+
+
 @register_model(
-    "faceboxes", task="detection", weights="faceboxes_widerface.pth", recipe="single_shot_faces", default=True
+    "faceboxes",
+    task="detection",
+    weights="faceboxes_widerface.pth",
+    recipe="single_shot_faces",
+    default=True,
+    options_from_weights=_options_from_weights,
 )
 def faceboxes(**overrides: Any) -> FaceBoxes:
     """FaceBoxes with :class:`FaceBoxesConfig` fields overridden by keyword."""

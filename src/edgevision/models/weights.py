@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,10 +24,16 @@ def state_dict_from_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def load_weights(model: nn.Module, path: str | Path, name: str) -> nn.Module:
-    """Load ``path`` into ``model`` (``strict=True``) or raise a one-line :class:`WeightsError`."""
+def load_weights(model: nn.Module, path: str | Path, name: str, new_parts: Sequence[str] = ()) -> nn.Module:
+    """Load ``path`` into ``model`` (``strict=True``) or raise a one-line :class:`WeightsError`.
+    The submodules named ``new_parts`` (e.g. a head added for fine-tuning) may be missing from the
+    file, all or nothing each; they then keep their initial weights."""
     state = state_dict_from_file(path)
     expected = model.state_dict()
+    for part in new_parts:
+        keys = {key for key in expected if key.startswith(part + ".")}
+        if not keys & set(state):
+            state |= {key: expected[key] for key in keys}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]

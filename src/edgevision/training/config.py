@@ -22,6 +22,7 @@ NON_NEGATIVE = (
     "distill_loc_weight",
     "soft_conf_weight",
     "soft_loc_weight",
+    "landmark_weight",
 )
 
 
@@ -71,6 +72,13 @@ class TrainConfig:
     margin: float | None = None
     scale: float | None = None
     distill_weight: float = 20.0
+    # ours: a YuNet ONNX file whose five landmarks on each labelled face it finds (IoU >= 0.5) train
+    # the model's landmark head (edgevision.training.landmark_targets); builds the model with one
+    landmark_teacher: str | None = None
+    landmark_weight: float = 1.0  # RetinaFace: 1 (its box term 2, as FaceBoxes')
+    # ours: train the landmark head only; every other weight, batch-norm statistics included, stays
+    # as it started (--init-weights), so the detections do not change by a bit
+    landmarks_only: bool = False
     log_every: int = 10  # steps between log records
     extra: dict[str, object] = field(default_factory=dict)  # recorded in the checkpoint, e.g. the data path
 
@@ -100,6 +108,8 @@ class TrainConfig:
             check_number("training option margin", self.margin, 0.0, math.pi / 2)
         if self.scale is not None:
             check_number("training option scale", self.scale, 0.0, 1024.0, low_open=True)
+        if self.landmarks_only and not self.landmark_teacher:
+            raise ConfigError("training the landmark head only needs a landmark teacher (--landmark-teacher)")
         if any(m < 0 for m in self.milestones):
             raise ConfigError(f"training milestones must be epochs, 0 or more; got {self.milestones}")
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgevision.detection.coder import BoxCoder
+from edgevision.detection.coder import BoxCoder, LandmarkCoder
 from edgevision.detection.losses import (
     DistillationLoss,
+    LandmarkLoss,
     MultiBoxLoss,
     SoftTargetDistillation,
     build_soft_targets,
@@ -23,14 +24,16 @@ from edgevision.errors import DatasetError
 from edgevision.training.loop import mean_over_processes
 
 POSITIVES = "positives"  # the count AnchorObjective reports: anchors matched to a face
+LANDMARK_POSITIVES = "landmark_positives"  # ... and those of them whose face has landmarks
 
 
 @dataclass
 class AnchorObjective:
     """Multibox loss on the anchors matched to faces, plus dense distillation when a teacher with
     the same anchors is given, plus soft-target distillation when the batch carries teacher
-    detections (a :class:`FaceTrainingSet` with a teacher): the objective of every single-shot
-    anchor detector.
+    detections (a :class:`FaceTrainingSet` with a teacher), plus the landmark loss when the model
+    has a landmark head and the batch carries landmarks: the objective of every single-shot anchor
+    detector.
 
     Attributes:
         anchors: ``(A, 4)`` cxcywh pixel anchors of the (fixed) training input size.
@@ -40,6 +43,8 @@ class AnchorObjective:
         distill: the dense distillation loss (with ``teacher``).
         multibox: the loss on the labelled faces.
         soft: the soft-target loss (with teacher detections in the batch).
+        landmark_coder: the model's landmark coder (a model with a landmark head), or None.
+        landmark: the landmark loss (with ``landmark_coder`` and landmarks in the batch).
 
     The losses are divided by the mean number of positives per process, so that DDP's mean of the
     processes' gradients is the gradient of the global batch's loss (each process's own count
@@ -53,6 +58,8 @@ class AnchorObjective:
     distill: DistillationLoss = field(default_factory=DistillationLoss)
     multibox: MultiBoxLoss = field(default_factory=MultiBoxLoss)
     soft: SoftTargetDistillation = field(default_factory=SoftTargetDistillation)
+    landmark_coder: LandmarkCoder | None = None
+    landmark: LandmarkLoss = field(default_factory=LandmarkLoss)
 
     @classmethod
     def for_model(
@@ -62,6 +69,7 @@ class AnchorObjective:
         teacher: nn.Module | None = None,
         distill: DistillationLoss | None = None,
         soft: SoftTargetDistillation | None = None,
+        landmark: LandmarkLoss | None = None,
     ) -> AnchorObjective:
         """The objective of ``model`` (its anchors at ``image_size`` px squares, coder, matcher)."""
         anchors = model.anchors((image_size, image_size))
@@ -74,30 +82,45 @@ class AnchorObjective:
             teacher,
             distill or DistillationLoss(),
             soft=soft or SoftTargetDistillation(),
+            landmark_coder=model.landmark_coder,
+            landmark=landmark or LandmarkLoss(),
         )
 
     def __call__(self, net: nn.Module, batch: tuple) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
         """``(B, 3, S, S)`` inputs, per-image ``(N_i, 4)`` xyxy faces and, optionally, per-image
-        teacher detections ``((K_i, 4) xyxy, (K_i,) scores)`` -> named scalar losses, and
-        ``{"positives": anchors matched to a face}`` (the multibox loss is 0 without any)."""
-        images, boxes, *detections = batch
+        teacher detections ``((K_i, 4) xyxy, (K_i,) scores)`` and then per-image ``(N_i, 5, 2)``
+        landmarks (NaN: none) -> named scalar losses, and ``{"positives": anchors matched to a
+        face}`` (the multibox loss is 0 without any), with landmarks also
+        ``{"landmark_positives": those whose face has landmarks}``."""
+        images, boxes, *extras = batch
+        detections = [extra for extra in extras if isinstance(extra[0], tuple)]
+        landmarks = [extra for extra in extras if isinstance(extra[0], torch.Tensor)]
         anchors = self.anchors.to(images.device)
-        targets = build_targets(boxes, anchors, self.matcher, self.coder)
+        landmark_coder = self.landmark_coder if landmarks else None
+        targets = build_targets(
+            boxes, anchors, self.matcher, self.coder, landmarks[0] if landmarks else None, landmark_coder
+        )
         positives = (targets.labels > 0).sum()
         normaliser = mean_over_processes(positives.float()).clamp(min=1)
-        loc, conf = net(images)
+        loc, conf, *predicted_landmarks = net(images)
         losses = self.multibox(loc, conf, targets, normaliser)
+        counts = {POSITIVES: int(positives)}
+        if targets.landmark_mask is not None and predicted_landmarks:
+            with_landmarks = targets.landmark_mask.sum()
+            landmark_normaliser = mean_over_processes(with_landmarks.float()).clamp(min=1)
+            losses |= self.landmark(predicted_landmarks[0], targets, landmark_normaliser)
+            counts[LANDMARK_POSITIVES] = int(with_landmarks)
         if self.teacher is not None:
             self.teacher.to(images.device)
             with torch.no_grad():
-                teacher_loc, teacher_conf = self.teacher(images)
+                teacher_loc, teacher_conf, *_ = self.teacher(images)
             losses |= self.distill(loc, conf, teacher_loc, teacher_conf, normaliser)
         if detections:
             soft_targets = build_soft_targets(
                 detections[0], targets.labels, anchors, self.matcher, self.coder, self.soft.box_threshold
             )
             losses |= self.soft(loc, conf, soft_targets, normaliser)
-        return losses, {POSITIVES: int(positives)}
+        return losses, counts
 
 
 def require_matched_faces(images: int, image_size: int) -> Callable[[int, Mapping[str, int]], None]:

@@ -2,7 +2,8 @@
 :class:`edgevision.detection.single_shot.SingleShotDetector`) trained on a WIDER FACE tree with
 FaceBoxes' augmentation, SGD with warm-up and steps, the multibox loss and, optionally, dense
 distillation from a teacher of the same architecture and soft-target distillation from teachers
-of any architecture (``config.teachers``)."""
+of any architecture (``config.teachers``), and, with a landmark teacher, the landmark head
+(``config.landmark_teacher``; alone, every other weight frozen, with ``config.landmarks_only``)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,23 @@ from torch import nn
 from edgevision.data.preprocessing import Preprocessing
 from edgevision.data.transforms import faceboxes_train_transform, small_face_train_transform
 from edgevision.data.widerface import load_split
-from edgevision.detection.losses import DistillationLoss, SoftTargetDistillation
+from edgevision.detection.losses import DistillationLoss, LandmarkLoss, SoftTargetDistillation
 from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.errors import ConfigError, DatasetError, WeightsError
 from edgevision.models import create_model
 from edgevision.models.checkpoint import load_checkpoint
+from edgevision.models.weights import load_weights
 from edgevision.training.config import TrainConfig, prepare_run
 from edgevision.training.detection_dataset import FaceTrainingSet, collate_detection
+from edgevision.training.landmark_targets import cached_teacher_landmarks, file_sha256
 from edgevision.training.loop import fit
 from edgevision.training.objectives import AnchorObjective, require_matched_faces
 from edgevision.training.recipes import register_recipe
 from edgevision.training.schedules import sgd_warmup_steps
 from edgevision.training.teacher_calibration import CalibratedTeacher, ScoreCalibration, calibrate
-from edgevision.training.teachers import Teacher, ensemble, teachers_from_specs
+from edgevision.training.teachers import Teacher, YuNetTeacher, ensemble, teachers_from_specs
+
+LANDMARK_CACHE = "landmark_targets.npz"  # the landmark teacher's points per image, in the run's folder
 
 
 @register_recipe("single_shot_faces", data_folder="widerface")
@@ -47,11 +52,21 @@ def train_single_shot_faces(
     ``max_images`` takes the first images only (for quick runs and tests). The input size, output
     folder and teachers' weights are checked before the annotations are read."""
     torch.manual_seed(config.seed)  # the initial weights
-    model = create_model(model_name, **(model_options or {}))
+    options = dict(model_options or {})
+    init_weights = options.pop("weights", None)
+    if config.landmark_teacher:
+        options["landmarks"] = True
+    model = create_model(model_name, **options)
     if not isinstance(model, SingleShotDetector):
         raise ConfigError(f"{model_name!r} is not a single-shot anchor detector; this recipe trains those")
+    if config.landmark_teacher and model.landmark_head is None:
+        raise ConfigError(f"{model_name!r} has no landmark head to train")
+    if init_weights is not None:  # a landmark head the weights lack starts from its initial weights
+        new_parts = (model.landmark_head,) if model.landmark_head else ()
+        load_weights(model, init_weights, model_name, new_parts)
     # The teachers' weights are read before the output folder is made.
     teachers = teachers_from_specs(config.teachers)
+    landmark_teacher = YuNetTeacher(config.landmark_teacher) if config.landmark_teacher else None
     teacher_net = create_model(model_name, weights=teacher) if teacher else None
     prepare_run(config, model)
     if config.calibrate_teachers:
@@ -66,6 +81,14 @@ def train_single_shot_faces(
         detection_teacher,
         config.augment,
     )
+    if landmark_teacher is not None:
+        dataset.landmarks = cached_teacher_landmarks(
+            landmark_teacher,
+            dataset.paths,
+            dataset.boxes,
+            Path(config.out_dir) / LANDMARK_CACHE,
+            file_sha256(landmark_teacher.weights),
+        )
     return train_single_shot(model, dataset, config, teacher_net, resume)
 
 
@@ -84,8 +107,14 @@ def train_single_shot(
         teacher,
         DistillationLoss(config.distill_conf_weight, config.distill_loc_weight),
         SoftTargetDistillation(config.soft_conf_weight, config.soft_loc_weight),
+        LandmarkLoss(config.landmark_weight),
     )
-    optimizer, schedule = sgd_warmup_steps(model.parameters(), config)
+    parameters = list(model.parameters())
+    if config.landmarks_only:
+        if model.landmark_head is None:
+            raise ConfigError(f"{type(model).__name__} has no landmark head to train alone")
+        parameters = model.train_only(model.landmark_head)
+    optimizer, schedule = sgd_warmup_steps(parameters, config)
     return fit(
         model,
         dataset,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
-from edgevision.detection.detections import Detections
+from edgevision.detection.detections import NUM_LANDMARKS, Detections
 from edgevision.detection.detector import Detector, DetectorModel
 from edgevision.detection.postprocess import PostProcess
 from edgevision.errors import ConfigError, ShapeError, UnknownModelError, WeightsError
@@ -45,7 +45,9 @@ class YuNetTeacher:
     and are used as they are; below 0.7 they overstate how often a box is a face (on the WIDER
     train images, boxes at 0.5-0.7 are labelled faces 36% of the time), which
     :class:`~edgevision.training.teacher_calibration.CalibratedTeacher` corrects. Boxes are
-    clipped to the image (YuNet's may stick out of it).
+    clipped to the image (YuNet's may stick out of it). Each face's five landmarks come in
+    ``Detections.landmarks`` (YuNet's order is ours: the eye on the image's left first), not
+    clipped.
 
     Args:
         weights: a YuNet ONNX file, e.g. ``yunet_n_dynamic.onnx`` (a dynamic-input model: a fixed
@@ -108,13 +110,18 @@ class YuNetTeacher:
         yunet.setInputSize((width, height))
         _, faces = yunet.detect(image)
         if faces is None:
-            return Detections.empty()
+            return Detections.empty(landmarks=True)
         boxes = faces[:, :4].astype(np.float32)
         boxes[:, 2:] += boxes[:, :2]  # (x, y, w, h) -> xyxy
         boxes = boxes.clip(0, [width, height, width, height]).astype(np.float32)
+        landmarks = faces[:, 4:14].reshape(-1, NUM_LANDMARKS, 2).astype(np.float32)
         scores = faces[:, 14].astype(np.float32)
         order = np.argsort(-scores, kind="stable")
-        return Detections(torch.from_numpy(boxes[order]), torch.from_numpy(scores[order]))
+        return Detections(
+            torch.from_numpy(boxes[order]),
+            torch.from_numpy(scores[order]),
+            torch.from_numpy(landmarks[order]),
+        )
 
 
 class DetectorTeacher:
@@ -142,7 +149,7 @@ class EnsembleTeacher:
     differently (YuNet's boxes are taller than FaceBoxes'), so an average of their boxes is
     neither's; and a mean score would halve every face that one teacher sees and another misses,
     which are the small faces the stronger teacher is there for. The cost: a false positive of
-    any teacher passes through with its score.
+    any teacher passes through with its score. Landmarks are kept when every teacher gives them.
     """
 
     def __init__(self, teachers: Sequence[Teacher], nms_iou: float = 0.3) -> None:
@@ -156,7 +163,10 @@ class EnsembleTeacher:
         boxes = torch.cat([d.boxes.float() for d in found])
         scores = torch.cat([d.scores.float() for d in found])
         kept = nms(boxes, scores, self.nms_iou)
-        return Detections(boxes[kept], scores[kept])
+        landmarks = None
+        if all(d.landmarks is not None for d in found):
+            landmarks = torch.cat([d.landmarks.float() for d in found])[kept]
+        return Detections(boxes[kept], scores[kept], landmarks)
 
 
 def teachers_from_specs(specs: Sequence[str], score_floor: float = SCORE_FLOOR) -> list[Teacher]:
