@@ -11,7 +11,8 @@ from edgevision.detection.detections import Detections
 def draw_detections(
     image: np.ndarray, detections: Detections, color: tuple[int, int, int] = (0, 255, 0)
 ) -> np.ndarray:
-    """A copy of the ``(H, W, 3)`` uint8 BGR image with each box and its score drawn."""
+    """A copy of the ``(H, W, 3)`` uint8 BGR image with each box and its score drawn, and each
+    face's landmarks, when the detections have them, as filled dots."""
     canvas = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for (x1, y1, x2, y2), score in zip(detections.boxes.round().int().tolist(), detections.scores.tolist()):
@@ -26,4 +27,7 @@ def draw_detections(
             thickness,
             cv2.LINE_AA,
         )
+    if detections.landmarks is not None:
+        for x, y in detections.landmarks.reshape(-1, 2).round().int().tolist():
+            cv2.circle(canvas, (x, y), thickness + 1, color, cv2.FILLED)
     return canvas

@@ -112,10 +112,10 @@ def test_faceboxes_head_is_optional_and_weights_files_say_which(tmp_path) -> Non
     assert with_head.onnx_output_names == ("loc", "conf", "landmarks")
     outputs = with_head.eval()(torch.zeros(1, 3, 128, 128))
     assert [tuple(o.shape) for o in outputs] == [(1, 341, 4), (1, 341, 2), (1, 341, 10)]
-    # 4x4 cells of 21 anchors, 2x2 of 1, 1x1 of 1. The head: 3x3 convs of 10 values per anchor on
+    # 4x4 cells of 21 anchors, 2x2 of 1, 1x1 of 1. The head: 1x1 convs of 10 values per anchor on
     # 128, 256 and 256 channels.
     added = sum(p.numel() for p in with_head.parameters()) - sum(p.numel() for p in plain.parameters())
-    assert added == (128 * 9 + 1) * 210 + 2 * (256 * 9 + 1) * 10
+    assert added == (128 + 1) * 210 + 2 * (256 + 1) * 10
     head_file, plain_file = tmp_path / "head.pth", tmp_path / "plain.pth"
     save_checkpoint(head_file, with_head.state_dict())
     save_checkpoint(plain_file, plain.state_dict())
