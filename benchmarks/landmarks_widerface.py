@@ -127,9 +127,7 @@ def main(
         label = f"{low}-{high} px" if high < 100_000 else f">= {low} px"
         rows.append({"faces": label, "ours": summary(errors[inside]), "baseline": summary(base[inside])})
 
-    table = Table(
-        title=f"Landmark NME vs YuNet, WIDER dev-val ({len(records)} images, {labelled} faces)"
-    )
+    table = Table(title=f"Landmark NME vs YuNet, WIDER dev-val ({len(records)} images, {labelled} faces)")
     for column in (
         "faces (height)",
         "n",
