@@ -61,7 +61,6 @@ from edgevision.deploy.runtime import Engine, load_engine
 from edgevision.errors import EdgeVisionError
 from edgevision.evaluation.widerface_predict import run_widerface
 from edgevision.models import create_model, model_info
-from edgevision.models.weights import load_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = default_data_dir(REPO_ROOT)
@@ -106,9 +105,10 @@ class Report:
 
 
 def torch_network(name: str, weights: Path | None) -> nn.Module:
-    model = create_model(name)
-    load_weights(model, weights if weights is not None else model_info(name).weights_path, name)
-    return model.eval()
+    # create_model builds what the weights hold (FaceBoxes' landmark head).
+    return create_model(
+        name, weights=weights if weights is not None else model_info(name).weights_path
+    ).eval()
 
 
 def build_plans(

@@ -21,7 +21,6 @@ from edgevision.deploy.builder import BuildOptions, build_engine
 from edgevision.deploy.runtime import load_engine
 from edgevision.errors import ConfigError, ShapeError
 from edgevision.models import create_model, model_info
-from edgevision.models.weights import load_weights
 
 SIZE = (240, 320)  # small, for CPU time; not a multiple of the 128 px largest stride in W
 
@@ -40,13 +39,13 @@ def int8_plan(calibration_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_fp32_plan_reproduces_torch_eager(fp32_plan: Path, astronaut_path: Path) -> None:
-    model = load_weights(create_model("faceboxes"), model_info("faceboxes").weights_path, "faceboxes").eval()
+    model = create_model("faceboxes", weights=model_info("faceboxes").weights_path).eval()
     image = model_preprocessing(model).apply(read_image(astronaut_path), SIZE)[None]
     with torch.no_grad():
-        loc, conf = model(torch.from_numpy(image))
+        loc, conf, *_ = model(torch.from_numpy(image))
     engine = load_engine(fp32_plan, threads=1)
     outputs = engine.run(image)
-    assert [b.name for b in engine.outputs] == ["loc", "conf"]
+    assert [b.name for b in engine.outputs] == list(model.onnx_output_names)
     np.testing.assert_allclose(outputs["loc"], loc.numpy(), atol=1e-4)
     np.testing.assert_allclose(outputs["conf"], conf.numpy(), atol=1e-4)
     assert engine.plan.source["model"] == "faceboxes"

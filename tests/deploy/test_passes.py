@@ -58,8 +58,7 @@ def assert_same_outputs(expected: list[np.ndarray], actual: list[np.ndarray], wh
 
 @pytest.fixture(scope="module")
 def faceboxes_raw(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
-    model = create_model("faceboxes")
-    load_weights(model, model_info("faceboxes").weights_path, "faceboxes")
+    model = create_model("faceboxes", weights=model_info("faceboxes").weights_path)
     path = export_onnx(model, tmp_path_factory.mktemp("raw") / "faceboxes.onnx", optimize=False)
     return onnx.load(path)
 

@@ -1,7 +1,8 @@
 """Export a network to ONNX, and run an exported detector with ONNX Runtime on the CPU.
 
 The exported graph is the network only, e.g. for FaceBoxes ``image (1, 3, H, W)`` float32
-mean-subtracted BGR -> ``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits, with H and W
+mean-subtracted BGR -> ``loc (1, A, 4)`` offsets and ``conf (1, A, 2)`` logits (and, with the
+landmark head, ``landmarks (1, A, 10)`` offsets: every name in ``onnx_output_names``), with H and W
 dynamic. Anchors, decoding and NMS stay in :class:`edgevision.detection.detector.Detector`, which
 runs an :class:`OnnxNetwork` exactly as it runs the torch network.
 

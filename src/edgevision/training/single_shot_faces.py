@@ -20,7 +20,7 @@ from edgevision.data.widerface import load_split
 from edgevision.detection.losses import DistillationLoss, LandmarkLoss, SoftTargetDistillation
 from edgevision.detection.single_shot import SingleShotDetector
 from edgevision.errors import ConfigError, DatasetError, WeightsError
-from edgevision.models import create_model
+from edgevision.models import create_model, weights_options
 from edgevision.models.checkpoint import load_checkpoint
 from edgevision.models.weights import load_weights
 from edgevision.training.config import TrainConfig, prepare_run
@@ -54,6 +54,8 @@ def train_single_shot_faces(
     torch.manual_seed(config.seed)  # the initial weights
     options = dict(model_options or {})
     init_weights = options.pop("weights", None)
+    if init_weights is not None:  # what the weights hold (e.g. a landmark head) is built
+        options = {**weights_options(model_name, init_weights), **options}
     if config.landmark_teacher:
         options["landmarks"] = True
     model = create_model(model_name, **options)

@@ -104,4 +104,5 @@ class CalibratedTeacher:
         found = self.teacher(image)
         scores = self.calibration(found.scores)
         order = torch.argsort(scores, descending=True, stable=True)
-        return Detections(found.boxes[order], scores[order])
+        reordered = found[order]  # with its landmarks, if any
+        return Detections(reordered.boxes, scores[order], reordered.landmarks)
