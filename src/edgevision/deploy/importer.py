@@ -110,10 +110,7 @@ def import_model(
 def _import_registered(
     name: str, weights: str | Path | None, input_size: tuple[int, int] | None
 ) -> ImportedModel:
-    bundled = weights is None
-    weights = model_info(name).weights_path if bundled else Path(weights)
-    options = weights_options(name, weights)  # what the weights hold, e.g. a landmark head
-    network = create_model(name, weights=weights)
+    network = create_model(name)  # what the model takes is checked before any weights are read
     if hasattr(network, "example_inputs"):
         raise ConfigError(
             f"{name!r} takes more than an image (e.g. RoIs); the builder takes one-input models"
@@ -123,6 +120,10 @@ def _import_registered(
         raise ConfigError(
             f"{name!r} only takes {fixed[0]}x{fixed[1]} inputs, not {input_size[0]}x{input_size[1]}"
         )
+    bundled = weights is None
+    weights = model_info(name).weights_path if bundled else Path(weights)
+    options = weights_options(name, weights)  # what the weights hold, e.g. a landmark head
+    network = create_model(name, weights=weights)
     size = tuple(input_size or fixed or network.default_input_size)
     with tempfile.TemporaryDirectory() as folder, _quiet_exporter():
         exported = export_onnx(
