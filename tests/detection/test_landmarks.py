@@ -120,7 +120,7 @@ def test_faceboxes_head_is_optional_and_weights_files_say_which(tmp_path) -> Non
     save_checkpoint(head_file, with_head.state_dict())
     save_checkpoint(plain_file, plain.state_dict())
     assert weights_options("faceboxes", head_file) == {"landmarks": True}
-    assert weights_options("faceboxes", plain_file) == {"landmarks": False}
+    assert weights_options("faceboxes", plain_file) == {}
     assert create_model("faceboxes", weights=head_file).config.landmarks
     assert not create_model("faceboxes", weights=plain_file).config.landmarks
     with pytest.raises(WeightsError, match="6 unexpected"):  # an explicit option still wins

@@ -131,8 +131,9 @@ class FaceBoxes(SingleShotDetector):
 
 
 def _options_from_weights(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """A weights file with the landmark head's tensors builds a FaceBoxes with the head."""
-    return {"landmarks": any(key.startswith("landm.") for key in state)}
+    """A weights file with the landmark head's tensors builds a FaceBoxes with the head (one
+    without it, the default network: no option, so its plans record none)."""
+    return {"landmarks": True} if any(key.startswith("landm.") for key in state) else {}
 
 
 @register_model(
