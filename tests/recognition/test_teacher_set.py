@@ -11,7 +11,6 @@ from edgevision.errors import DatasetError
 from edgevision.recognition.dlib_peer import dlib_available
 from edgevision.recognition.teacher_set import (
     TeacherSet,
-    _match,
     build_teacher_set,
     load_teacher_set,
     save_teacher_set,
@@ -21,16 +20,6 @@ IMAGES = (
     "1--Handshaking/1_Handshaking_Handshaking_1_105.jpg",
     "1--Handshaking/1_Handshaking_Handshaking_1_113.jpg",
 )
-
-
-def test_match_is_one_to_one_best_overlap_first():
-    labelled = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [100, 100, 110, 110]], np.float32)
-    keep = np.array([True, True, True, False])
-    # Detection 0 overlaps face 1 exactly and face 0 by 9/11: face 1 takes it, face 0 gets nothing
-    # left; detection 1 half-misses face 2 (IoU 1/3 < 0.5); face 3 is filtered out by `keep`.
-    detected = np.array([[1, 0, 11, 10], [55, 50, 65, 60], [100, 100, 110, 110]], np.float32)
-    assert _match(labelled, keep, detected) == [(1, 0)]
-    assert _match(labelled, keep, np.zeros((0, 4), np.float32)) == []
 
 
 @pytest.fixture

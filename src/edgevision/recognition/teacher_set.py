@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from edgevision.boxes import pairwise_iou
 from edgevision.data.io import atomic_write, read_image
 from edgevision.data.widerface import load_split
-from edgevision.errors import DatasetError, WeightsError
+from edgevision.detection.matcher import BACKGROUND, match_greedy
+from edgevision.errors import DatasetError
 from edgevision.recognition.alignment import ALIGNED_SIZE, align_face
 from edgevision.recognition.dlib_peer import EMBEDDING_SIZE, DlibEmbedder
+from edgevision.training.teachers import YuNetTeacher
 
 MIN_FACE = 40  # px, the shorter side of a kept face: dlib's chips and the landmarks degrade below
 MATCH_IOU = 0.5  # a labelled face takes YuNet's landmarks from the detection overlapping it this much
@@ -67,27 +67,6 @@ class TeacherSet:
         return len(self.crops)
 
 
-def yunet_faces(yunet: cv2.FaceDetectorYN, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet's faces in a BGR image: ``(K, 4)`` xyxy boxes, ``(K, 5, 2)`` landmarks (the
-    alignment order), ``(K,)`` scores, pixels."""
-    yunet.setInputSize((image.shape[1], image.shape[0]))
-    _, faces = yunet.detect(image)
-    if faces is None:
-        return np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, np.float32)
-    boxes = faces[:, :4].copy()
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes, faces[:, 4:14].reshape(-1, 5, 2), faces[:, 14]
-
-
-def _open_yunet(weights: Path) -> cv2.FaceDetectorYN:
-    if not weights.is_file():
-        raise WeightsError(f"YuNet weights not found: {weights}")
-    try:
-        return cv2.FaceDetectorYN.create(str(weights), "", (320, 320), MIN_YUNET_SCORE, 0.3, 5000)
-    except cv2.error:
-        raise WeightsError(f"{weights} is not a YuNet face detector OpenCV can run") from None
-
-
 def build_teacher_set(
     widerface_root: str | Path,
     yunet_weights: str | Path,
@@ -99,15 +78,15 @@ def build_teacher_set(
     """Align and embed the labelled faces of a WIDER FACE split.
 
     A face is kept when it is valid, its shorter side is at least ``min_face`` px, and a YuNet
-    detection (score >= 0.7) overlaps it with IoU >= 0.5 (each detection serves one face, best
-    overlap first); the face is aligned with that detection's landmarks and embedded by dlib on
-    its labelled box (dlib's own alignment).
+    detection (score >= 0.7, box clipped to the image) overlaps it with IoU >= 0.5 (each
+    detection serves one face, best overlap first); the face is aligned with that detection's
+    landmarks and embedded by dlib on its labelled box (dlib's own alignment).
 
     Args:
         progress: called with ``(images done, images)`` after each image.
     """
     records = load_split(widerface_root, split)
-    yunet = _open_yunet(Path(yunet_weights))
+    yunet = YuNetTeacher(yunet_weights, score_floor=MIN_YUNET_SCORE)
     teacher = DlibEmbedder()
     crops, embeddings, flipped, sources = [], [], [], []
     for done, record in enumerate(records.records, 1):
@@ -116,10 +95,14 @@ def build_teacher_set(
             image = read_image(records.image_path(record))
             mirror = np.ascontiguousarray(image[:, ::-1])
             width = image.shape[1]
-            boxes, landmarks, _ = yunet_faces(yunet, image)
-            for face, detection in _match(record.boxes, keep, boxes):
+            found = yunet(image)
+            faces = np.flatnonzero(keep)
+            partners = match_greedy(torch.from_numpy(record.boxes[faces]), found.boxes, MATCH_IOU)
+            for face, detection in zip(faces, partners.tolist()):
+                if detection == BACKGROUND:
+                    continue
                 box = record.boxes[face].astype(np.float64)
-                crops.append(align_face(image, landmarks[detection]))
+                crops.append(align_face(image, found.landmarks[detection].numpy()))
                 embeddings.append(teacher.embed(image, box))
                 mirrored_box = np.array([width - 1 - box[2], box[1], width - 1 - box[0], box[3]])
                 flipped.append(teacher.embed(mirror, mirrored_box))
@@ -131,21 +114,6 @@ def build_teacher_set(
     return TeacherSet(
         np.stack(crops), np.stack(embeddings), np.stack(flipped), np.array(sources, dtype=np.str_)
     )
-
-
-def _match(labelled: np.ndarray, keep: np.ndarray, detected: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy one-to-one pairs ``(face, detection)`` of IoU >= MATCH_IOU, best overlap first."""
-    if not len(detected):
-        return []
-    iou = pairwise_iou(torch.from_numpy(labelled), torch.from_numpy(detected)).numpy()
-    iou[~keep] = 0
-    pairs = []
-    while (iou >= MATCH_IOU).any():
-        face, detection = np.unravel_index(np.argmax(iou), iou.shape)
-        pairs.append((int(face), int(detection)))
-        iou[face, :] = 0
-        iou[:, detection] = 0
-    return sorted(pairs)
 
 
 def save_teacher_set(teacher_set: TeacherSet, path: str | Path) -> None:
