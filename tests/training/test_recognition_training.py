@@ -24,7 +24,13 @@ from edgevision.recognition.alignment import face_crop_input
 from edgevision.recognition.arcface import margin_head
 from edgevision.recognition.teacher_set import TeacherSet, save_teacher_set
 from edgevision.training.config import TrainConfig
-from edgevision.training.embedding_data import PairedSets, TeacherCrops, collate_embedding, teacher_target
+from edgevision.training.embedding_data import (
+    PairedSets,
+    TeacherCrops,
+    collate_embedding,
+    teacher_centre,
+    teacher_target,
+)
 from edgevision.training.face_embedding import EmbeddingObjective, MarginTrainer, train_face_embedding
 
 ORL = default_data_dir() / "orl_faces"
@@ -129,16 +135,19 @@ def test_distillation_raises_the_cosine_to_the_teacher(tmp_path) -> None:
 
 def test_a_mirrored_crop_is_paired_with_the_mirrors_teacher_embedding() -> None:
     teachers = synthetic_teacher_set(n=6)
+    centre = teacher_centre(teachers)
+    # the mean of all twelve vectors, written out
+    np.testing.assert_allclose(
+        centre, (teachers.embeddings.sum(0) + teachers.embeddings_flipped.sum(0)) / 12, rtol=1e-5
+    )
     for i in range(6):
+        centred = teachers.embeddings[i] - centre
         np.testing.assert_allclose(
-            teacher_target(teachers, i, False),
-            teachers.embeddings[i] / np.linalg.norm(teachers.embeddings[i]),
-            rtol=1e-6,
+            teacher_target(teachers, i, False, centre), centred / np.linalg.norm(centred), rtol=1e-5
         )
+        centred = teachers.embeddings_flipped[i] - centre
         np.testing.assert_allclose(
-            teacher_target(teachers, i, True),
-            teachers.embeddings_flipped[i] / np.linalg.norm(teachers.embeddings_flipped[i]),
-            rtol=1e-6,
+            teacher_target(teachers, i, True, centre), centred / np.linalg.norm(centred), rtol=1e-5
         )
     # Through the data set, with a mirror on about half the samples: each target is the one of the
     # image the student sees.
@@ -151,7 +160,7 @@ def test_a_mirrored_crop_is_paired_with_the_mirrors_teacher_embedding() -> None:
             flipped = np.array_equal(image.numpy(), FACE_RGB.network_input(teachers.crops[i][:, ::-1]))
             if not flipped:
                 np.testing.assert_array_equal(image.numpy(), FACE_RGB.network_input(teachers.crops[i]))
-            np.testing.assert_array_equal(target.numpy(), teacher_target(teachers, i, flipped))
+            np.testing.assert_array_equal(target.numpy(), teacher_target(teachers, i, flipped, data.centre))
             mirrored += flipped
     assert 4 <= mirrored <= 20  # both kinds were seen
 
