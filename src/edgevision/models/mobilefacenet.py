@@ -104,7 +104,9 @@ class MobileFaceNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("mobilefacenet", task=RECOGNITION, recipe="face_embedding", default=True)
+@register_model(
+    "mobilefacenet", task=RECOGNITION, weights="mobilefacenet_orl.pth", recipe="face_embedding", default=True
+)
 def mobilefacenet(**overrides: Any) -> MobileFaceNet:
     """MobileFaceNet with :class:`MobileFaceNetConfig` fields overridden by keyword."""
     return MobileFaceNet(replace(MobileFaceNetConfig(), **overrides))
