@@ -17,7 +17,8 @@ LAYERS = [
     {"layers", "detection"},
     {"models"},
     {"training", "evaluation", "deploy", "visualize", "recognition"},
-    {"api", "cli", "cli_media", "cli_gallery", "__init__"},
+    {"search"},
+    {"api", "cli", "cli_media", "cli_gallery", "cli_search", "__init__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
