@@ -122,9 +122,31 @@ def test_bad_cells_are_rejected(blocks, concat):
         CellGenotype(blocks, concat)
 
 
-def test_every_search_space_op_is_named_by_the_reference():
-    assert len(OPS) == 13  # NASNet Sec. 3
-    assert set(REFERENCE_OP_NAMES.values()) == set(OPS)
+def test_every_search_space_op_but_the_dilated_separable_is_named_by_the_reference():
+    # NASNet's 13 ops (Sec. 3) and AmoebaNet's dilated separable conv, which the reference lacks.
+    assert len(OPS) == 14
+    assert set(REFERENCE_OP_NAMES.values()) == set(OPS) - {"dil_sep_conv_3x3"}
+
+
+@pytest.mark.parametrize(("name", "reach"), [("dil_sep_conv_3x3", 4), ("sep_conv_3x3", 2)])
+def test_separable_conv_receptive_field_shows_its_dilation(name, reach):
+    # All weights 1 and eval-mode BN: an impulse spreads through the two depthwise 3x3 convs to
+    # the offsets they reach, 2 x 1 or 2 x 2 pixels each way, every other one when dilated.
+    op = OPS[name](1, 1, 1).eval()
+    for conv in op.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            torch.nn.init.ones_(conv.weight)
+    x = torch.zeros(1, 1, 11, 11)
+    x[0, 0, 5, 5] = 1.0
+    with torch.no_grad():
+        out = op(x)[0, 0]
+    assert out.shape == (11, 11)
+    rows, cols = (out > 0).nonzero(as_tuple=True)
+    dilation = reach // 2
+    offsets = sorted({(r - 5) for r in rows.tolist()})
+    assert offsets == list(range(-reach, reach + 1, dilation))
+    assert sorted({(c - 5) for c in cols.tolist()}) == offsets
+    assert int((out > 0).sum()) == len(offsets) ** 2
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -199,3 +221,32 @@ def test_drop_path_schedule_and_eval_determinism():
         torch.testing.assert_close(model(x), first, rtol=0, atol=0)
     with pytest.raises(ConfigError):
         model.set_drop_path_prob(1.0)
+
+
+def test_nasnet_builds_any_genotype_and_nasnet_a_as_the_cifar_model():
+    # The search's network with NASNet-A's cells and nasnet_a_cifar's settings is that model.
+    settings = {"num_cells": 6, "filters": 32, "num_classes": 10}
+    rebuilt = create_model("nasnet", genotype=NASNET_A.to_dict(), **settings)
+    assert count_params(rebuilt) == count_params(create_model("nasnet_a_cifar")) == 3_346_538
+    assert rebuilt.stem[0].out_channels == 96  # 3F follows F
+    # The defaults are the search's proxy child: N = 1, F = 8, stem 3F, two classes, 32x32.
+    child = create_model("nasnet", genotype=NASNET_A)
+    # N = 1 normal cell per stack and two reduction cells; 6 and 4 states concatenated, F doubling.
+    assert [cell.out_channels for cell in child.cells] == [6 * 8, 4 * 16, 6 * 16, 4 * 32, 6 * 32]
+    assert child.stem[0].out_channels == 24 and child.default_input_size == (32, 32)
+    assert child.aux_head is None and child.classifier[0].p == 0.0
+    with torch.no_grad():
+        assert child.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 2)
+    assert create_model("nasnet", stem_filters=10).stem[0].out_channels == 10
+
+
+@pytest.mark.parametrize(
+    ("genotype", "match"),
+    [
+        ("nasnet_a.json", "genotype must be a Genotype or its dict, got str"),
+        ({"normal": NASNET_A.normal.to_dict()}, "genotype lacks reduction"),
+    ],
+)
+def test_nasnet_refuses_what_is_not_a_genotype(genotype, match):
+    with pytest.raises(ConfigError, match=match):
+        create_model("nasnet", genotype=genotype)

@@ -1,4 +1,9 @@
-"""NASNet-A: cells found by reinforcement learning on CIFAR-10 (Zoph et al., CVPR 2018).
+"""NASNet: the search space's network for any genotype, and NASNet-A, the cells found by
+reinforcement learning on CIFAR-10 (Zoph et al., CVPR 2018).
+
+``nasnet`` builds any :class:`~edgevision.layers.nas_ops.Genotype` (or its ``to_dict``) with
+the architecture search's child-network defaults, :class:`NASNetConfig`: the CIFAR stem, N = 1,
+F = 8, as the papers' small proxy children (NASNet Sec. 4.1; AmoebaNet Sec. 4), for 32x32 inputs.
 
 The normal and reduction cells of Fig. 4 as a :class:`~edgevision.layers.nas_ops.Genotype`, in the
 reference code's encoding (``nasnet_utils.NasNetANormalCell`` / ``NasNetAReductionCell``), stacked
@@ -16,9 +21,11 @@ with it the mobile model has 2.4M more parameters and the CIFAR one 1.6M. It is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edgevision.errors import ConfigError
 from edgevision.layers.nas_ops import Block, CellGenotype, CellNetwork, CellNetworkConfig, Genotype
 from edgevision.models._registry import register_model
 
@@ -99,3 +106,43 @@ def nasnet_a_mobile(**overrides: Any) -> NASNetA:
 def nasnet_a_cifar(**overrides: Any) -> NASNetA:
     """NASNet-A (6 @ 768) for CIFAR-10 with :data:`NASNET_A_CIFAR` fields overridden by keyword."""
     return NASNetA(replace(NASNET_A_CIFAR, **overrides))
+
+
+@dataclass(frozen=True)
+class NASNetConfig(CellNetworkConfig):
+    """A child network of the architecture search: any genotype, small and cheap to train on a CPU
+    (the papers' proxy setting: N and F small, a few epochs)."""
+
+    genotype: Genotype = NASNET_A  # overridden by the search; NASNet-A so the bare name builds
+    num_classes: int = 2  # the search's proxy task: face / non-face patches
+    num_cells: int = 1  # N = 1 (the papers search with N small)
+    filters: int = 8  # F = 8
+    stem: str = "cifar"  # 32x32 patches: one 3x3 conv
+    stem_filters: int = 24  # 3F, NASNet's cifar_config stem_multiplier 3 (follows F when not given)
+    dropout: float = 0.0  # none
+    drop_path_prob: float = 0.0  # none
+    aux_head: bool = False  # none
+    input_size: tuple[int, int] = (32, 32)
+
+
+class NASNet(CellNetwork):
+    """A network of NASNet's search space; see :class:`~edgevision.layers.nas_ops.CellNetwork`."""
+
+    def __init__(self, config: NASNetConfig | None = None) -> None:
+        super().__init__(config or NASNetConfig())
+
+
+@register_model("nasnet")
+def nasnet(*, genotype: Genotype | Mapping[str, Any] = NASNET_A, **overrides: Any) -> NASNet:
+    """Any genotype (a :class:`Genotype` or its ``to_dict``) with :class:`NASNetConfig` fields
+    overridden by keyword; ``stem_filters`` is 3 x ``filters`` unless given.
+
+    Raises:
+        ConfigError: ``genotype`` is neither, or malformed (:meth:`Genotype.from_dict`).
+    """
+    if isinstance(genotype, Mapping):
+        genotype = Genotype.from_dict(genotype)
+    elif not isinstance(genotype, Genotype):
+        raise ConfigError(f"genotype must be a Genotype or its dict, got {type(genotype).__name__}")
+    overrides.setdefault("stem_filters", 3 * overrides.get("filters", NASNetConfig.filters))
+    return NASNet(replace(NASNetConfig(), genotype=genotype, **overrides))
