@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from edgevision.cli_gallery import gallery_app  # import-cheap: typer and rich only
-from edgevision.cli_media import DetectSettings  # import-cheap: typer and rich only
+from edgevision.cli_media import DetectSettings, progress_bar  # import-cheap: typer and rich only
+from edgevision.cli_search import search, search_report  # import-cheap: typer and rich only
 from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVisionWarning
 
 # Module level stays cheap (typer, rich, errors: no torch), so that `edgevision --help` starts
@@ -229,14 +230,7 @@ def train(
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
+    return progress_bar(err_console)
 
 
 SCALES_HELP = "image pyramid: comma-separated scales in (0, 8], e.g. 0.5,1,2 (default: the model's)"
@@ -628,6 +622,8 @@ def eval_widerface(
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets in their official formats.")
 app.add_typer(data_app, name="data")
 app.add_typer(gallery_app, name="gallery")
+app.command("search")(search)
+app.command("search-report")(search_report)
 
 
 @data_app.command("stats")

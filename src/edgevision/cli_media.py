@@ -33,6 +33,21 @@ if TYPE_CHECKING:
     from edgevision.detection.postprocess import PostProcess
 
 
+def progress_bar(console: Console) -> Progress:
+    """The commands' progress bar (description, bar, done / total, time left) on ``console``,
+    cleared when done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 @dataclass(frozen=True)
 class DetectSettings:
     """What ``detect`` and ``run`` do with each input: their shared options, checked when made

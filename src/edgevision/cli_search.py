@@ -1,0 +1,270 @@
+"""``edgevision search`` (one architecture search, resumable) and ``edgevision search-report``
+(best-so-far curves of several searches, one line per algorithm over its seeds).
+
+A search writes into ``--out``: ``trials.jsonl`` (the durable trial log; running the same command
+again resumes it), ``best_genotype.json``, ``best_so_far.png`` and, with ``--latency-target``, the
+accuracy / latency front (``front.json``, ``pareto.png``) with each front member's latency
+measured by our engine, and ``chosen_genotype.json``: the best reward whose measured latency is
+within the target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from edgevision.cli_media import progress_bar
+from edgevision.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgevision.search.trial_log import TrialRecord
+
+err_console = Console(stderr=True)
+
+ALGOS_HELP = "evolution (aging), evolution-nonaging, rl (LSTM controller + PPO) or random"
+
+
+def search(
+    space: Annotated[str, typer.Option(help="search space: nasnet or amoeba")] = "nasnet",
+    algo: Annotated[str, typer.Option(help=ALGOS_HELP)] = "evolution",
+    budget: Annotated[int, typer.Option(help="children to evaluate (failed ones count)")] = 200,
+    workers: Annotated[int, typer.Option(help="trials in flight at once (Ray tasks, one thread each)")] = 1,
+    latency_target: Annotated[
+        float | None,
+        typer.Option(help="ms: reward accuracy x (latency / target)^w with the predicted int8 latency"),
+    ] = None,
+    latency_weight: Annotated[float, typer.Option(help="w of the latency reward (MnasNet: -0.07)")] = -0.07,
+    address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster (host:port, ray://host:port or auto)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the search's seed (its choices and its trials' seeds)")] = 0,
+    population: Annotated[int, typer.Option(help="evolution: population P")] = 50,
+    sample: Annotated[int, typer.Option(help="evolution: sample S (the parent is its best)")] = 10,
+    rl_batch: Annotated[int, typer.Option(help="rl: children per PPO update")] = 20,
+    trial_timeout: Annotated[
+        float, typer.Option(help="s: a trial running longer is logged as failed")
+    ] = 600.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="run folder (default: out/search/SPACE-ALGO-seedS); rerun to resume"
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root (default: DATA/widerface)")] = None,
+    cache: Annotated[Path, typer.Option(help="where the face / non-face patch sets are cached")] = Path(
+        "out/cache"
+    ),
+) -> None:
+    """Search a cell space for face / non-face patch classifiers (the proxy task): aging
+    evolution, an RL controller or random search, trials on Ray, a durable resumable log."""
+    from edgevision.data.face_patches import cached_face_patches
+    from edgevision.data.io import check_output_dir
+    from edgevision.data.paths import default_data_dir
+    from edgevision.search.algorithms import make_strategy
+    from edgevision.search.cell_space import get_space
+    from edgevision.search.experiment import ChildEvaluation, Objective
+    from edgevision.search.latency import LatencyModel
+    from edgevision.search.proxy_task import ProxyTask
+    from edgevision.search.runner import check_address, run_search
+    from edgevision.validation import check_integer, check_number
+
+    # Everything is checked before the patch sets are built or Ray starts.
+    cell_space = get_space(space)
+    options: dict[str, Any] = {"evolution": {"population": population, "sample": sample}}
+    options["evolution-nonaging"] = options["evolution"]
+    options["rl"] = {"batch": rl_batch}
+    strategy = make_strategy(algo, cell_space, seed, **options.get(algo, {}))
+    check_integer("--budget", budget, 1)
+    check_integer("--workers", workers, 1)
+    check_number("--trial-timeout", trial_timeout, 0.0, 7 * 24 * 3600.0, low_open=True)
+    objective = Objective(latency_target, latency_weight)
+    if address is not None:
+        check_address(address)
+    out = out or Path("out/search") / f"{space}-{algo}-seed{seed}"
+    check_output_dir(out, "--out")
+    check_output_dir(cache, "--cache")
+    data = data or default_data_dir() / "widerface"
+
+    train_file = cached_face_patches(data, "train", cache)
+    val_file = cached_face_patches(data, "val", cache)
+    evaluate = ChildEvaluation(
+        ProxyTask(train_file, val_file), LatencyModel.load() if latency_target else None
+    )
+    config = {
+        "space": space,
+        "algo": algo,
+        "seed": seed,
+        "budget": budget,
+        "workers": workers,
+        "address": address,
+        "trial_timeout_s": trial_timeout,
+        "strategy": options.get(algo, {}),
+        "objective": objective.describe(),
+        "task": {"train": train_file.name, "val": val_file.name},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with progress_bar(err_console) as bar:
+        task = bar.add_task(f"{space} {algo}", total=budget)
+
+        def progress(done: int, total: int, record: TrialRecord | None, best: TrialRecord | None) -> None:
+            text = f"{space} {algo}"
+            if best is not None:
+                text += f"  best reward {best.reward:.4f}"
+            bar.update(task, completed=done, total=total, description=text)
+
+        records = run_search(
+            cell_space,
+            strategy,
+            evaluate,
+            budget=budget,
+            log_path=out / "trials.jsonl",
+            config=config,
+            workers=workers,
+            address=address,
+            trial_timeout_s=trial_timeout,
+            reward=objective.reward,
+            progress=progress,
+        )
+    _report_run(records, out, space, algo, objective, cell_space)
+
+
+def _report_run(
+    records: list[TrialRecord], out: Path, space: str, algo: str, objective: Any, cell_space: Any
+) -> None:
+    """Write the run's best genotype, its best-so-far plot and, with a latency target, its
+    measured front; print a summary."""
+    from edgevision.data.io import atomic_write
+    from edgevision.search.genotype_file import save_genotype
+    from edgevision.search.plots import plot_best_so_far
+    from edgevision.search.summary import best_so_far
+
+    ok = [record for record in records if record.status == "ok"]
+    failed = len(records) - len(ok)
+    if not ok:
+        raise ConfigError(f"every one of the {len(records)} trials failed; the first: {records[0].error}")
+    best = max(ok, key=lambda record: record.reward)
+    save_genotype(cell_space.from_json(best.arch), out / "best_genotype.json", cell_space)
+    plot_best_so_far(
+        {algo: [best_so_far(records, "accuracy")]},
+        out / "best_so_far.png",
+        "best validation accuracy",
+        f"{space} space, {algo}",
+    )
+    summary: dict[str, Any] = {
+        "trials": len(records),
+        "failed": failed,
+        "best": {"index": best.index, "reward": best.reward, **best.metrics},
+    }
+    typer.echo(
+        f"{len(records)} trials ({failed} failed); best #{best.index}: reward {best.reward:.4f}, "
+        f"accuracy {best.metrics['accuracy']:.4f}; genotype: {out / 'best_genotype.json'}"
+    )
+    if objective.target_ms is not None:
+        summary["front"] = _measure_front(ok, out, objective, cell_space)
+    with atomic_write(out / "summary.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+
+
+def _measure_front(ok: list[TrialRecord], out: Path, objective: Any, cell_space: Any) -> list[dict[str, Any]]:
+    """Measure the latency of every member of the accuracy / predicted-latency front with our
+    engine, plot the front, and save the chosen genotype (best reward within the target)."""
+    from edgevision.data.io import atomic_write
+    from edgevision.search.genotype_file import save_genotype
+    from edgevision.search.latency import measure_latency_ms
+    from edgevision.search.objective import pareto_front
+    from edgevision.search.plots import plot_pareto
+
+    front = [ok[i] for i in pareto_front([(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in ok])]
+    measured = []
+    with progress_bar(err_console) as bar:
+        task = bar.add_task("measuring the front's latency (int8 plans)", total=len(front))
+        for record in front:
+            ms = measure_latency_ms(cell_space.from_json(record.arch))
+            measured.append(
+                {
+                    "index": record.index,
+                    "accuracy": record.metrics["accuracy"],
+                    "predicted_ms": record.metrics["latency_ms"],
+                    "measured_ms": ms,
+                    "reward": record.reward,
+                    "genotype": record.arch,
+                }
+            )
+            bar.advance(task)
+    within = [m for m in measured if m["measured_ms"] <= objective.target_ms]
+    plot_pareto(
+        [(r.metrics["accuracy"], r.metrics["latency_ms"]) for r in ok],
+        [(m["accuracy"], m["measured_ms"]) for m in measured],
+        objective.target_ms,
+        out / "pareto.png",
+    )
+    with atomic_write(out / "front.json", "w") as handle:
+        json.dump(measured, handle, indent=2)
+    if not within:
+        typer.echo(f"no front member measured within {objective.target_ms} ms; front: {out / 'front.json'}")
+        return measured
+    chosen = max(
+        within, key=lambda m: objective.reward({"accuracy": m["accuracy"], "latency_ms": m["measured_ms"]})
+    )
+    save_genotype(cell_space.from_json(chosen["genotype"]), out / "chosen_genotype.json", cell_space)
+    typer.echo(
+        f"chosen #{chosen['index']}: accuracy {chosen['accuracy']:.4f} at "
+        f"{chosen['measured_ms']:.3f} ms measured (predicted {chosen['predicted_ms']:.3f}, "
+        f"target {objective.target_ms}); "
+        f"front: {out / 'pareto.png'}"
+    )
+    return measured
+
+
+def search_report(
+    runs: Annotated[list[Path], typer.Argument(help="search run folders (each with its trials.jsonl)")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="the best-so-far figure (.png, .pdf or .svg)")
+    ] = Path("out/search/best_so_far.png"),
+    checkpoints: Annotated[
+        str, typer.Option(help="models evaluated at which the table reports")
+    ] = "25,50,100,200",
+) -> None:
+    """Compare searches: mean and spread over seeds of the best-so-far validation accuracy
+    against models evaluated, one line per algorithm (the runs' logs name them)."""
+    from rich.table import Table
+
+    from edgevision.data.io import check_output_file
+    from edgevision.evaluation.plots import FORMATS
+    from edgevision.search.plots import plot_best_so_far
+    from edgevision.search.summary import best_so_far, read_runs
+
+    if out.suffix.lower().lstrip(".") not in FORMATS:
+        raise ConfigError(f"--out must end in one of .{', .'.join(FORMATS)}, got {out.name!r}")
+    try:
+        points = sorted({int(text) for text in checkpoints.split(",") if text.strip()})
+    except ValueError:
+        raise ConfigError(
+            f"--checkpoints must be comma-separated counts, e.g. 50,100; got {checkpoints!r}"
+        ) from None
+    if not points or points[0] < 1:
+        raise ConfigError(f"--checkpoints must be positive counts, got {checkpoints!r}")
+    check_output_file(out, "--out")
+    groups = read_runs(runs)  # label -> [records per seed], checked: one space, equal lengths
+    curves = {
+        label: [best_so_far(records, "accuracy") for records in seeds] for label, seeds in groups.items()
+    }
+    plot_best_so_far(curves, out, "best validation accuracy", "best-so-far over seeds (mean, min-max)")
+    table = Table(title="best validation accuracy after N models (mean over seeds, min-max)")
+    table.add_column("algorithm")
+    table.add_column("seeds", justify="right")
+    usable = [n for n in points if all(n <= len(c[0]) for c in curves.values())]
+    for n in usable:
+        table.add_column(f"N={n}", justify="right")
+    for label, seed_curves in curves.items():
+        cells = []
+        for n in usable:
+            values = [curve[n - 1] for curve in seed_curves]
+            cells.append(f"{sum(values) / len(values):.4f} ({min(values):.3f}-{max(values):.3f})")
+        table.add_row(label, str(len(seed_curves)), *cells)
+    Console().print(table)
+    typer.echo(f"figure: {out}")
