@@ -9,12 +9,14 @@ import pytest
 
 from edgevision.errors import ConfigError
 from edgevision.search.algorithms import ALGORITHMS, make_strategy
+from edgevision.search.cell_space import get_space
 from edgevision.search.controller import PPOController
 from edgevision.search.evolution import AgingEvolution
 from edgevision.search.random_search import RandomSearch
-from edgevision.search.toy import BitStringSpace, noisy_ones_fitness
+from edgevision.search.space import SearchSpace
+from edgevision.search.toy import BitStringSpace
 
-SMALL = {  # sizes that make each algorithm leave its initial phase within a 40-trial test
+SMALL = {  # sizes that make each algorithm leave its initial phase within a 30-trial test
     "evolution": {"population": 10, "sample": 3},
     "evolution-nonaging": {"population": 10, "sample": 3},
     "rl": {"batch": 5, "hidden": 16},
@@ -43,24 +45,26 @@ def test_unknown_name_or_option_is_a_one_line_config_error() -> None:
         make_strategy("random", BitStringSpace(8), 0, population=10)
 
 
+@pytest.mark.parametrize("space", [BitStringSpace(12), get_space("nasnet")], ids=lambda space: space.name)
 @pytest.mark.parametrize("algo", sorted(SMALL))
-def test_replaying_the_tells_continues_the_search_exactly(algo: str) -> None:
-    space, noise = BitStringSpace(12), random.Random(0)
+def test_replaying_the_tells_continues_the_search_exactly(algo: str, space: SearchSpace) -> None:
+    noise = random.Random(0)
     uninterrupted = make_strategy(algo, space, 3, **SMALL[algo])
     asks, rewards = [], []
-    for trial in range(40):
+    for trial in range(30):
         asks.append(uninterrupted.ask())
         # Every 7th trial fails: a failure in the log must replay too.
-        rewards.append(None if trial % 7 == 6 else noisy_ones_fitness(asks[-1], noise))
+        rewards.append(None if trial % 7 == 6 else noise.random())
         uninterrupted.tell(asks[-1], rewards[-1])
 
     resumed = make_strategy(algo, space, 3, **SMALL[algo])
-    for arch, reward in zip(asks[:25], rewards[:25]):
-        resumed.tell(arch, reward)
-    for arch, reward in zip(asks[25:], rewards[25:]):
+    for arch, reward in zip(asks[:20], rewards[:20]):
+        # As the runner replays its log: each architecture through its JSON form.
+        resumed.tell(space.from_json(space.to_json(arch)), reward)
+    for arch, reward in zip(asks[20:], rewards[20:]):
         assert resumed.ask() == arch
         resumed.tell(arch, reward)
     other_seed = make_strategy(algo, space, 4, **SMALL[algo])
-    for arch, reward in zip(asks[:25], rewards[:25]):
+    for arch, reward in zip(asks[:20], rewards[:20]):
         other_seed.tell(arch, reward)
-    assert [other_seed.ask() for _ in range(5)] != asks[25:30]
+    assert [other_seed.ask() for _ in range(5)] != asks[20:25]
