@@ -31,3 +31,26 @@ def check_number(
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ConfigError(f"{name} must be a finite number in {interval}, got {value}")
     return float(value)
+
+
+def check_integer(name: str, value: int, low: int, high: int | None = None) -> int:
+    """``value`` when it is an int (not a bool, not a float such as ``2.0``) in ``[low, high]``
+    (no upper end when ``high`` is None); else a :class:`ConfigError` naming ``name`` and the range.
+
+    Example:
+        >>> check_integer("population", 100, 2)
+        100
+        >>> check_integer("sample", 0, 1, 100)
+        Traceback (most recent call last):
+        ...
+        edgevision.errors.ConfigError: sample must be an integer in [1, 100], got 0
+    """
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok:
+        ok = value >= low and (high is None or value <= high)
+    if not ok:
+        interval = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(
+            f"{name} must be an integer {'in ' if high is not None else ''}{interval}, got {value!r}"
+        )
+    return value
