@@ -41,3 +41,34 @@ def plot_best_so_far(
     if curves:
         axes.legend(loc="lower right")
     return save_figure(figure, path)
+
+
+def plot_pareto(
+    trials: list[tuple[float, float]],
+    measured: list[tuple[float, float]],
+    target_ms: float | None,
+    path: str | Path,
+) -> Path:
+    """Accuracy against latency: every trial at its predicted latency (grey), the front's members
+    at their measured latency joined in latency order (the front as measured), and the target.
+
+    Args:
+        trials: ``(accuracy, predicted latency ms)`` per successful trial.
+        measured: ``(accuracy, measured latency ms)`` per front member.
+        target_ms: the objective's latency target, drawn as a vertical line; None: none.
+    """
+    figure, axes = _figure((6.5, 4.5))
+    if trials:
+        accuracy, latency = np.asarray(trials, dtype=np.float64).T
+        axes.scatter(
+            latency, accuracy, s=10, color="0.6", label=f"children, predicted latency ({len(trials)})"
+        )
+    if measured:
+        front = np.asarray(sorted(measured, key=lambda point: point[1]), dtype=np.float64)
+        axes.plot(front[:, 1], front[:, 0], "o-", color="C3", label="front, measured latency (int8 plan)")
+    if target_ms is not None:
+        axes.axvline(target_ms, color="C0", linestyle="--", label=f"target {target_ms:g} ms")
+    axes.set(xlabel="latency, ms (one thread)", ylabel="validation accuracy")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right")
+    return save_figure(figure, path)
