@@ -16,7 +16,7 @@ LAYERS = [
     {"data"},
     {"layers", "detection"},
     {"models"},
-    {"training", "evaluation", "deploy", "visualize", "recognition"},
+    {"training", "evaluation", "deploy", "visualize", "recognition", "recon3d"},
     {"search"},
     {"api", "cli", "cli_media", "cli_gallery", "cli_search", "__init__"},
 ]

@@ -1,0 +1,30 @@
+"""Mesh connectivity: edges and the uniform graph Laplacian."""
+
+from __future__ import annotations
+
+import torch
+
+
+def edges(faces: torch.Tensor) -> torch.Tensor:
+    """The ``(E, 2)`` undirected edges (smaller index first, each once) of ``(F, 3)`` triangles."""
+    pairs = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    return torch.unique(pairs.sort(dim=1).values, dim=0)
+
+
+def uniform_laplacian(
+    faces: torch.Tensor, num_vertices: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The sparse ``(V, V)`` uniform Laplacian ``L = I - D^-1 A``: ``(L x)_i`` is ``x_i`` minus
+    the mean of its neighbours. Its rows sum to 0, so ``L`` of a translation is 0. A vertex on no
+    edge (a decimation leftover) gets a zero row."""
+    pairs = edges(faces)
+    rows = torch.cat([pairs[:, 0], pairs[:, 1]])
+    cols = torch.cat([pairs[:, 1], pairs[:, 0]])
+    degree = torch.bincount(rows, minlength=num_vertices).to(dtype)
+    isolated = degree == 0
+    neighbour = -1 / degree[rows]
+    diagonal = torch.arange(num_vertices)
+    indices = torch.stack([torch.cat([rows, diagonal]), torch.cat([cols, diagonal])])
+    values = torch.cat([neighbour, (~isolated).to(dtype)])
+    shape = (num_vertices, num_vertices)
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
