@@ -218,3 +218,13 @@ def test_bad_inputs_fail_in_one_line(small_body: BodyModel, tmp_path) -> None:
         read_makehuman(tmp_path)
     with pytest.raises(ConfigError, match="cell"):
         small_body.decimated(cell=0.0)
+
+
+def test_a_mirror_map_that_pairs_badly_is_refused(body_dir, tmp_path) -> None:
+    for name in ("base.obj", "rig.default.json", "weights.default.json"):
+        (tmp_path / name).symlink_to(body_dir / name)
+    lines = (body_dir / "hm08.mirror").read_text().splitlines()
+    lines[0] = lines[0].replace(lines[0].split()[1], "5", 1)  # vertex 0's mirror: 5, which is not paired back
+    (tmp_path / "hm08.mirror").write_text("\n".join(lines))
+    with pytest.raises(DatasetError, match="does not pair every body vertex"):
+        read_makehuman(tmp_path)

@@ -5,7 +5,7 @@ Modules: ``makehuman`` (reading the assets), ``skinning`` (axis-angle, kinematic
 blend skinning), ``body`` (``BodyModel``: shape space, offsets, posing), ``decimate`` (a
 symmetric vertex clustering that keeps weights and the mirror map), ``mesh`` (edges, Laplacian),
 ``rays`` (Plücker rays, unposing, matching, Geman-McClure), ``regularizers`` (Laplacian,
-symmetry, closeness terms of the consensus shape, Sec. 3.2).
+symmetry, closeness terms of the consensus shape, Sec. 3.3).
 
 Conventions: metres, radians; the body's frame is MakeHuman's (y up, x towards the body's left,
 z out of its front).

@@ -1,5 +1,5 @@
 """Camera rays as Plücker lines, their unposing and matching to body vertices (Alldieck et al.
-Sec. 3.2, Eq. 4), and the Geman-McClure robust function of the data term.
+Sec. 3.3, unposing silhouette rays), and the Geman-McClure robust function of the data term.
 
 A ray is ``(d, m)`` ``(N, 6)``: d the unit direction, m = o x d its moment (o any point on it).
 The distance from a point x to the line is ``||x x d - m||``.
@@ -49,7 +49,7 @@ def pixel_rays(pixels: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.
 
 def point_line_distance(points: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
     """``||x x d - m||`` ``(N,)`` between ``(N, 3)`` points and ``(N, 6)`` rays (the residual of
-    Eq. 4), metres."""
+    the consensus data term), metres."""
     return (torch.linalg.cross(points, rays[:, :3]) - rays[:, 3:]).norm(dim=-1)
 
 

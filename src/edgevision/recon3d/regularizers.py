@@ -1,4 +1,4 @@
-"""The regularisers of the consensus shape (Alldieck et al. Sec. 3.2, Eq. 3): Laplacian
+"""The regularisers of the consensus shape (Alldieck et al. Sec. 3.3, E_lp, E_sym, E_var): Laplacian
 smoothness, left/right symmetry and closeness to the body, each a sum over vertices (not a mean:
 the weights of the paper's coarse-to-fine schedule multiply these sums)."""
 
@@ -13,7 +13,7 @@ _REFLECT_X = (-1.0, 1.0, 1.0)
 
 
 def laplacian_term(offsets: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
-    """``sum_i ||L(T + D)_i - L(T)_i||^2`` (E_lap): how far the deformed mesh's Laplacian
+    """``sum_i ||L(T + D)_i - L(T)_i||^2`` (E_lp): how far the deformed mesh's Laplacian
     coordinates move from the template's. The uniform Laplacian is linear and does not depend on
     the vertex positions, so this is ``||L D||^2``: zero for D = 0 and for a translation.
 
@@ -41,6 +41,6 @@ def symmetry_term(offsets: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
 
 
 def closeness_term(offsets: torch.Tensor) -> torch.Tensor:
-    """``sum_i ||D_i||^2`` (E_body): keeps the shape close to the body. Scalar, m^2."""
+    """``sum_i ||D_i||^2`` (E_var): keeps the shape close to the body. Scalar, m^2."""
     check_tensor("offsets", offsets, (None, 3))
     return (offsets**2).sum()
