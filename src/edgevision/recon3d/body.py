@@ -40,7 +40,7 @@ GIRTH_PARTS = {
     "leg_girth": ("upperleg01", "lowerleg01", "foot"),
 }
 SHAPE_NAMES = ("size", "stretch", *GIRTH_PARTS)
-DEFAULT_DECIMATION_CELL = 0.025  # metres: 2,686 vertices, 5,466 triangles
+DEFAULT_DECIMATION_CELL = 0.025  # metres: 2,684 vertices, 5,466 triangles
 
 
 @dataclass(frozen=True)
