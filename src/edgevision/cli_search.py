@@ -67,7 +67,6 @@ def search(
     from edgevision.search.algorithms import make_strategy
     from edgevision.search.cell_space import get_space
     from edgevision.search.experiment import ChildEvaluation, Objective
-    from edgevision.search.latency import LatencyModel
     from edgevision.search.proxy_task import ProxyTask
     from edgevision.search.runner import check_address, run_search
     from edgevision.validation import check_integer, check_number
@@ -91,9 +90,12 @@ def search(
 
     train_file = cached_face_patches(data, "train", cache)
     val_file = cached_face_patches(data, "val", cache)
-    evaluate = ChildEvaluation(
-        ProxyTask(train_file, val_file), LatencyModel.load() if latency_target else None
-    )
+    latency_model = None
+    if latency_target is not None:
+        from edgevision.search.latency import LatencyModel
+
+        latency_model = LatencyModel.load()
+    evaluate = ChildEvaluation(ProxyTask(train_file, val_file), latency_model)
     config = {
         "space": space,
         "algo": algo,

@@ -8,13 +8,14 @@ The objective is recorded in the trial log's header, so a resumed run cannot sil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevision.layers.nas_ops import Genotype
-from edgevision.search.latency import LatencyModel
-from edgevision.search.objective import latency_reward
 from edgevision.search.proxy_task import ProxyTask
 from edgevision.validation import check_number
+
+if TYPE_CHECKING:
+    from edgevision.search.latency import LatencyModel
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Objective:
         """The reward of one trial's metrics (``accuracy``, and ``latency_ms`` with a target)."""
         if self.target_ms is None:
             return metrics["accuracy"]
+        from edgevision.search.objective import latency_reward
+
         return latency_reward(metrics["accuracy"], metrics["latency_ms"], self.target_ms, self.weight)
 
     def describe(self) -> dict[str, Any]:
