@@ -126,9 +126,10 @@ def rasterize(
         u = low[triangle, 0] + offset % columns
         v = low[triangle, 1] + offset // columns
         weights = np.stack([_edge_function(edge, triangle, u, v) for edge in edges], axis=1)
-        inside = (weights * np.sign(area2[triangle])[:, None] >= 0.0).all(axis=1)
-        triangle, u, v, weights = triangle[inside], u[inside], v[inside], weights[inside]
-        weights /= weights.sum(axis=1, keepdims=True)  # screen-space barycentrics
+        total = weights.sum(axis=1)  # twice the area, up to rounding: 0 only for a sliver
+        inside = (weights * np.sign(area2[triangle])[:, None] >= 0.0).all(axis=1) & (total != 0.0)
+        triangle, u, v = triangle[inside], u[inside], v[inside]
+        weights = weights[inside] / total[inside, None]  # screen-space barycentrics
 
         # Perspective-correct interpolation: 1/z is affine in screen space.
         inverse_depth = weights / depth[faces[triangle]]
