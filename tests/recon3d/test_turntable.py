@@ -54,6 +54,18 @@ def test_the_cameras_turn_counter_clockwise_about_the_vertical_axis(unit_sphere:
     np.testing.assert_allclose(np.unwrap(angles), np.arange(8) * math.pi / 4, atol=1e-12)
 
 
+def test_the_mesh_just_fills_the_margin(unit_sphere: tuple) -> None:
+    # A person-shaped ellipsoid, off the origin: inside 90% of each half image in every view,
+    # touching it in one (the distance is the least that fits, not a loose bound).
+    vertices = CENTER + unit_sphere[0] * [0.25, 0.85, 0.15]
+    fill = []
+    for camera in turntable_cameras(vertices, views=8, size=(WIDTH, HEIGHT)):
+        pixels, depth = camera.project(vertices)
+        assert depth.min() > 0
+        fill.append((np.abs(pixels - [camera.cx, camera.cy]) / (0.9 * np.array([WIDTH, HEIGHT]) / 2)).max())
+    assert max(fill) == pytest.approx(1.0, abs=1e-9)
+
+
 def test_the_views_show_the_sphere_turning(unit_sphere: tuple) -> None:
     # Red (BGR) on the +x half, blue on the -x half. From +z, +x is on the right of the picture;
     # a quarter turn later (from +x) all red; from -z, red on the left.

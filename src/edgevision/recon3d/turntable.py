@@ -27,31 +27,33 @@ def turntable_cameras(
     """``views`` cameras of ``size`` (width, height) pixels around the vertical (y) axis through
     the centre of the bounding box of ``vertices`` (V, 3), level with it, looking at it; the
     first from +z, then turning by 2 pi / views about +y (counter-clockwise seen from above). The
-    distance keeps the whole mesh inside every view with a margin."""
+    distance, the same in every view, is the least that keeps the whole mesh inside each view's
+    margin."""
     vertices = as_rows("vertices", vertices, 3)
     if not len(vertices):
         raise ConfigError("turntable of an empty mesh: vertices has no rows")
     views = check_integer("views", views, 1, 64)
-    if len(size) != 2:
+    if not isinstance(size, tuple | list) or len(size) != 2:
         raise ConfigError(f"size must be (width, height), got {size}")
     width, height = (check_integer(name, value, 8, 4096) for name, value in zip(("width", "height"), size))
     center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-    relative = vertices - center
-    radius = max(np.hypot(relative[:, 0], relative[:, 2]).max(), 1e-9)  # about the vertical axis
-    half_height = max(np.abs(relative[:, 1]).max(), 1e-9)
     focal = height / 2 / math.tan(FIELD_OF_VIEW / 2)
-    # Every point lies within the cylinder (radius, half_height), hence at depth >= distance -
-    # radius from each camera: at that depth, it fits in the half-width and the half-height.
-    distance = radius + focal * max(radius / (MARGIN * width / 2), half_height / (MARGIN * height / 2))
-    cameras = []
+    rotations = []
     for view in range(views):
         angle = 2 * math.pi * view / views
-        eye = center + distance * np.array([math.sin(angle), 0.0, math.cos(angle)])
-        rotation, translation = look_at(eye, center, UP)
-        cameras.append(
-            Camera(focal, focal, (width - 1) / 2, (height - 1) / 2, rotation, translation, width, height)
-        )
-    return cameras
+        rotations.append(look_at(center + [math.sin(angle), 0.0, math.cos(angle)], center, UP)[0])
+    # At distance d a vertex is at p + (0, 0, d) in the camera frame, p = R (x - centre): the
+    # smallest d that puts every vertex inside the margin of every view, and in front.
+    relative = np.stack([(vertices - center) @ rotation.T for rotation in rotations])
+    half = MARGIN * np.array([width, height]) / 2
+    needed = focal * np.abs(relative[..., :2]) / half - relative[..., 2:]
+    scale = max(np.abs(relative).max(), 1e-9)
+    distance = max(needed.max(), (-relative[..., 2]).max() + 0.1 * scale)
+    principal = ((width - 1) / 2, (height - 1) / 2)
+    return [
+        Camera(focal, focal, *principal, rotation, [0.0, 0.0, distance] - rotation @ center, width, height)
+        for rotation in rotations
+    ]
 
 
 def turntable_image(
