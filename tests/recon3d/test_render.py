@@ -68,7 +68,7 @@ def test_diagonals_through_centres_at_inexact_coordinates_leave_no_crack() -> No
     # Quads split along a diagonal a-c that passes, in exact arithmetic, through the pixel
     # centres p + k d; a and c are not on the float grid, so the two triangles' edge functions
     # there are rounded values. Computed from each triangle's own corner order, both were
-    # negative at some centre in 6 of these quads (a crack); in one shared order, in none.
+    # negative at some centre in 9 of these quads (a crack); in one shared order, in none.
     rng = np.random.default_rng(0)
     cracks = []
     for _ in range(300):

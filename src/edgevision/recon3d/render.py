@@ -117,7 +117,7 @@ def rasterize(
     candidates = span[:, 0] * span[:, 1]
     drawn = np.flatnonzero((candidates > 0) & (area2 != 0.0))
 
-    edges = _edges(pixels, faces)
+    coefficients = _edge_coefficients(pixels, faces, np.sign(area2))
     for chunk in _chunks(drawn, candidates[drawn]):
         count = candidates[chunk]
         triangle = np.repeat(chunk, count)
@@ -125,9 +125,12 @@ def rasterize(
         columns = span[triangle, 0]
         u = low[triangle, 0] + offset % columns
         v = low[triangle, 1] + offset // columns
-        weights = np.stack([_edge_function(edge, triangle, u, v) for edge in edges], axis=1)
+        # Separate ufuncs, not a matrix product: each product and sum rounded the same way in
+        # every triangle (no fused multiply-add on some elements), which the no-crack rule needs.
+        a, b, c = coefficients[triangle].transpose(2, 0, 1)
+        weights = a * u[:, None] + b * v[:, None] + c
         total = weights.sum(axis=1)  # twice the area, up to rounding: 0 only for a sliver
-        inside = (weights * np.sign(area2[triangle])[:, None] >= 0.0).all(axis=1) & (total != 0.0)
+        inside = (weights >= 0.0).all(axis=1) & (total != 0.0)
         triangle, u, v = triangle[inside], u[inside], v[inside]
         weights = weights[inside] / total[inside, None]  # screen-space barycentrics
 
@@ -149,26 +152,25 @@ def rasterize(
     )
 
 
-def _edges(pixels: np.ndarray, faces: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-    """Per triangle, the edge opposite each corner as ``(sign, start, direction)``: start at the
-    lower vertex index, so a shared edge has one function and two opposite signs."""
-    edges = []
+def _edge_coefficients(pixels: np.ndarray, faces: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """(F, 3, 3): for the edge opposite each corner, ``(a, b, c)`` with ``a u + b v + c`` twice
+    the signed area of (edge, pixel), >= 0 on the triangle's side (``orientation``: the sign of
+    its area). The line is written from its lower vertex index, so the two triangles sharing an
+    edge get bitwise opposite coefficients (a sign change is exact)."""
+    coefficients = np.empty((len(faces), 3, 3))
     for corner in range(3):
         first, second = faces[:, (corner + 1) % 3], faces[:, (corner + 2) % 3]
         swap = first > second
-        start = np.where(swap, second, first)
-        end = np.where(swap, first, second)
-        edges.append((np.where(swap, -1.0, 1.0), pixels[start], pixels[end] - pixels[start]))
-    return edges
-
-
-def _edge_function(
-    edge: tuple[np.ndarray, ...], triangle: np.ndarray, u: np.ndarray, v: np.ndarray
-) -> np.ndarray:
-    """Twice the signed area of (start, end, pixel), with the edge's sign: for the edge opposite
-    a corner, proportional to that corner's screen-space barycentric."""
-    sign, start, direction = (part[triangle] for part in edge)
-    return sign * (direction[:, 0] * (v - start[:, 1]) - direction[:, 1] * (u - start[:, 0]))
+        start = pixels[np.where(swap, second, first)]
+        direction = pixels[np.where(swap, first, second)] - start
+        sign = np.where(swap, -orientation, orientation)[:, None]
+        line = [
+            -direction[:, 1],
+            direction[:, 0],
+            direction[:, 1] * start[:, 0] - direction[:, 0] * start[:, 1],
+        ]
+        coefficients[:, corner] = sign * np.stack(line, axis=1)
+    return coefficients
 
 
 def _chunks(triangles: np.ndarray, candidates: np.ndarray) -> list[np.ndarray]:
