@@ -101,11 +101,12 @@ def test_the_error_colormap_spans_the_colormap() -> None:
         ([np.nan], 10.0, {}, "values_mm must be finite"),
         ([1.0], 0.0, {}, "vmax must be"),
         ([1.0], 10.0, {"colormap": "nope"}, "unknown matplotlib colormap"),
+        (["1 mm"], 10.0, {}, "values_mm must hold numbers"),
     ],
-    ids=["negative", "nan", "vmax-0", "colormap"],
+    ids=["negative", "nan", "vmax-0", "colormap", "strings"],
 )
 def test_bad_errors_are_refused(values: list, vmax: float, options: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises((ConfigError, ShapeError), match=message):
         error_colormap(np.array(values), vmax, **options)
 
 

@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 
 from edgevision.errors import ConfigError, ShapeError
-from edgevision.recon3d._arrays import as_rows, check_finite
+from edgevision.recon3d._arrays import as_numbers, as_rows, check_finite
 from edgevision.recon3d.camera import Camera, look_at
 from edgevision.recon3d.render import render
 from edgevision.recon3d.shading import shade, vertex_normals
@@ -84,7 +84,7 @@ def turntable_image(
 def error_colormap(values_mm: np.ndarray, vmax: float, *, colormap: str = "viridis") -> np.ndarray:
     """(N, 3) uint8 BGR colours of per-vertex errors ``values_mm`` (N,) >= 0, millimetres: 0 at
     the colormap's low end, ``vmax`` and above at its high end (matplotlib's ``colormap``)."""
-    values = check_finite("values_mm", np.asarray(values_mm, dtype=np.float64).reshape(-1))
+    values = check_finite("values_mm", as_numbers("values_mm", values_mm).reshape(-1))
     if values.size and values.min() < 0:
         raise ConfigError(f"values_mm are errors, >= 0; got {values.min():g}")
     vmax = check_number("vmax", vmax, 0.0, math.inf, low_open=True)
