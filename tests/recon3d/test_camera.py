@@ -9,9 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from edgevision.errors import ConfigError, EdgeVisionError, InputFileError, ShapeError
 from edgevision.recon3d.camera import Camera, load_camera, look_at, save_camera
+from edgevision.recon3d.rays import pixel_rays, plucker
 
 # A quarter turn about +y: world x goes to camera -z, world z to camera x.
 QUARTER_TURN_Y = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
@@ -190,3 +192,13 @@ def test_bad_points_are_refused(method: str, argument: np.ndarray) -> None:
     with pytest.raises((ShapeError, ConfigError)) as caught:
         getattr(camera, method)(argument)
     assert isinstance(caught.value, EdgeVisionError) and "\n" not in str(caught.value)
+
+
+def test_pixel_rays_are_the_rays_module_s_plucker_lines() -> None:
+    # The consensus step may take rays from either: both must read pixels the same way.
+    camera = random_camera(6)
+    pixels = camera.project(points_in_front(camera, 20, 6))[0]
+    origins, directions = camera.pixel_rays(pixels)
+    expected = plucker(torch.from_numpy(origins), torch.from_numpy(directions))
+    K, R, t = (torch.tensor(value) for value in (camera.K, camera.R, camera.t))
+    np.testing.assert_allclose(pixel_rays(torch.from_numpy(pixels), K, R, t), expected, rtol=0, atol=1e-12)
