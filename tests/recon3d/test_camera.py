@@ -84,6 +84,14 @@ def test_pixel_rays_pass_through_the_projected_points(seed: int) -> None:
     assert distance.max() < 1e-9
 
 
+def test_numpy_numbers_are_accepted_as_intrinsics() -> None:
+    camera = Camera(
+        np.float32(500.5), np.float64(400), np.int64(320), 240.0, np.eye(3), np.zeros(3), np.int32(640), 480
+    )
+    assert (camera.fx, camera.fy, camera.cx, camera.width) == (500.5, 400.0, 320.0, 640)
+    assert type(camera.fx) is float and type(camera.width) is int
+
+
 def test_look_at_centres_the_target_with_up_upwards() -> None:
     eye, target = np.array([2.0, 1.5, 3.0]), np.array([0.1, 0.9, -0.2])
     rotation, translation = look_at(eye, target, np.array([0.0, 1.0, 0.0]))

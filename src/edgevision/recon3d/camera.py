@@ -48,6 +48,8 @@ class Camera:
     height: int
 
     def __post_init__(self) -> None:
+        for name in ("fx", "fy", "cx", "cy", "width", "height"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
         for name in ("fx", "fy"):
             object.__setattr__(
                 self, name, check_number(name, getattr(self, name), 0.0, math.inf, low_open=True)
@@ -114,6 +116,12 @@ class Camera:
             "width": self.width,
             "height": self.height,
         }
+
+
+def _plain(value: object) -> object:
+    """A numpy number as the Python one (``np.float32(500)`` -> ``500.0``), so sizes computed with
+    numpy pass the checks; anything else unchanged, for the checks to refuse."""
+    return value.item() if isinstance(value, np.generic) and value.dtype.kind in "iuf" else value
 
 
 def _shaped(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
