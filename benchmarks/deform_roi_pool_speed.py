@@ -12,30 +12,16 @@ a 600x800 image, ``--rois`` random RoIs, 7x7 bins of 2x2 samples. Prints the med
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import Annotated
 
-import numpy as np
 import torch
 import typer
-from _machine import cpu_name, set_threads  # benchmarks/_machine.py
+from _machine import cpu_name, median_s, set_threads  # benchmarks/_machine.py
 from torchvision.ops import roi_align
 
 from edgevision.layers.deform_roi_pool import deform_roi_pool
 
 CHANNELS, IMAGE, STRIDE, BINS, SAMPLES = 256, (600, 800), 16, 7, 2
-
-
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs, after one untimed run."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
 
 
 def random_rois(count: int, generator: torch.Generator) -> torch.Tensor:

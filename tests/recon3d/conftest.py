@@ -1,12 +1,15 @@
 """The MakeHuman body, loaded once per session (float64, so tolerances test the maths, not the
-rounding); tests that need it skip when the shared data is absent."""
+rounding); tests that need it skip when the shared data is absent. And a unit sphere mesh, for
+the camera, renderer and pictures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial import ConvexHull
 
 from edgevision.recon3d.body import BodyModel
 
@@ -28,3 +31,22 @@ def full_body(body_dir: Path) -> BodyModel:
 def small_body(full_body: BodyModel) -> BodyModel:
     """The decimated body (about 2,700 vertices)."""
     return full_body.decimated()
+
+
+@pytest.fixture(scope="session")
+def unit_sphere() -> tuple[np.ndarray, np.ndarray]:
+    """A unit sphere: 2000 evenly spread vertices (a Fibonacci lattice), the 3996 triangles of
+    their convex hull, each wound counter-clockwise seen from outside."""
+    count = 2000
+    index = np.arange(count) + 0.5
+    polar, azimuth = np.arccos(1 - 2 * index / count), np.pi * (1 + 5**0.5) * index
+    vertices = np.column_stack(
+        [np.cos(azimuth) * np.sin(polar), np.cos(polar), np.sin(azimuth) * np.sin(polar)]
+    )
+    faces = ConvexHull(vertices).simplices
+    corners = vertices[faces]
+    inward = (
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) * corners.mean(axis=1)
+    ).sum(1) < 0
+    faces[inward] = faces[inward][:, ::-1]
+    return vertices, faces

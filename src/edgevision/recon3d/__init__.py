@@ -5,8 +5,12 @@ Modules: ``makehuman`` (reading the assets), ``skinning`` (axis-angle, kinematic
 blend skinning), ``body`` (``BodyModel``: shape space, offsets, posing), ``decimate`` (a
 symmetric vertex clustering that keeps weights and the mirror map), ``mesh`` (edges, Laplacian),
 ``rays`` (Plücker rays, unposing, matching, Geman-McClure), ``regularizers`` (Laplacian,
-symmetry, closeness terms of the consensus shape, Sec. 3.3).
+symmetry, closeness terms of the consensus shape, Sec. 3.3), ``camera`` (the pinhole camera and
+its JSON file), ``render`` (a numpy z-buffer rasteriser: mask, depth, faces, barycentrics,
+colour), ``silhouette`` (the boundary pixels back-projected to rays), ``shading`` (normals,
+Lambert), ``turntable`` (pictures of a mesh, error colours).
 
 Conventions: metres, radians; the body's frame is MakeHuman's (y up, x towards the body's left,
-z out of its front).
+z out of its front); cameras are OpenCV's (x right, y down, z forward, pixel centres at integer
+coordinates).
 """
