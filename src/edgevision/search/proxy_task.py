@@ -7,7 +7,8 @@ held-out data is the search's reward. Here the data are WIDER FACE patches
 validation) and a child must train and validate in a couple of seconds on one thread, so that
 hundreds of children fit in a search on a laptop. The patches are cut at 32x32 and by default
 shown to the child at 16x16 (area-downsampled), which makes a child four times cheaper to train;
-``input_size`` sets it (see docs/benchmarks.md for the timing and the accuracy spread it gives).
+``input_size`` sets it (``benchmarks/search_proxy.py`` measures the time and the accuracy
+spread across architectures against seed noise).
 
 :class:`ProxyTask` is the picklable ``evaluate(arch_json, trial_seed)`` callable the search runner
 ships to its workers. It holds the two patch file paths; the arrays are loaded lazily in each
@@ -82,8 +83,8 @@ class ProxyTask:
         train_file: str | Path,
         val_file: str | Path,
         *,
-        epochs: int = 2,
-        train_size: int = 384,
+        epochs: int = 3,
+        train_size: int = 256,
         val_size: int | None = 512,
         batch: int = 32,
         lr: float = 0.1,
