@@ -1,8 +1,8 @@
 """Measure children's int8 latency with the engine, fit the latency predictor, check it on held-out
 children, and write the model shipped in the package.
 
-Random genotypes of the NASNet space (uniform inputs and ops per block, the loose ends
-concatenated, as in NASNet Sec. 3) are each built by :func:`edgevision.search.latency.
+Random genotypes of the NASNet space (``get_space("nasnet").sample``, as a search draws them) are
+each built by :func:`edgevision.search.latency.
 measure_latency_times` (int8 plan, ONNX Runtime, one thread, a batch of 4 32x32 patches); the
 first ``--fit`` train a :class:`~edgevision.search.latency.LatencyModel`, the next ``--held-out``
 check it: mean absolute % error and Spearman rank correlation. Each measurement is appended to
@@ -25,9 +25,9 @@ from typing import Annotated
 import numpy as np
 import typer
 from _machine import cpu_name  # benchmarks/_machine.py
-from _random_genotypes import random_genotype
 from scipy.stats import spearmanr
 
+from edgevision.search.cell_space import get_space
 from edgevision.search.latency import TIMING_BATCH, LatencyModel, measure_latency_times
 
 
@@ -39,13 +39,13 @@ def main(
     fit: Annotated[int, typer.Option(help="children the model is fitted to")] = 30,
     held_out: Annotated[int, typer.Option(help="children it is checked on")] = 12,
     seed: int = 0,
-    repeats: int = 30,
+    repeats: int = 50,
     ridge: float = 1e-3,
 ) -> None:
     logging.disable(logging.WARNING)  # the ONNX exporter's opset notes, once per child
     warnings.filterwarnings("ignore")
     rng = random.Random(seed)
-    genotypes = [random_genotype(rng) for _ in range(fit + held_out)]
+    genotypes = [get_space("nasnet").sample(rng) for _ in range(fit + held_out)]
     done = {}
     if measurements.is_file():
         for line in measurements.read_text().splitlines():

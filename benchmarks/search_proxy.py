@@ -22,12 +22,12 @@ from typing import Annotated
 
 import typer
 from _machine import cpu_name  # benchmarks/_machine.py
-from _random_genotypes import random_genotype
 
 from edgevision.data.face_patches import cached_face_patches
 from edgevision.data.paths import default_data_dir
 from edgevision.models.amoebanet import AMOEBANET_A
 from edgevision.models.nasnet import NASNET_A
+from edgevision.search.cell_space import get_space
 from edgevision.search.proxy_task import ProxyTask
 
 
@@ -44,7 +44,7 @@ def main(
     task = ProxyTask(*files, **json.loads(options))
     rng = random.Random(0)
     genotypes = [("NASNet-A", NASNET_A), ("AmoebaNet-A", AMOEBANET_A)]
-    genotypes += [(f"random {i}", random_genotype(rng)) for i in range(random_count)]
+    genotypes += [(f"random {i}", get_space("nasnet").sample(rng)) for i in range(random_count)]
     means, variances, times = [], [], []
     for name, genotype in genotypes:
         results = [task.evaluate(genotype.to_dict(), seed) for seed in range(seeds)]
