@@ -28,7 +28,7 @@ from _machine import cpu_name  # benchmarks/_machine.py
 from scipy.stats import spearmanr
 
 from edgevision.search.cell_space import get_space
-from edgevision.search.latency import TIMING_BATCH, LatencyModel, measure_latency_times
+from edgevision.search.latency import TIMING_BATCH, LatencyModel, measure_latency_times, relative_spread
 
 
 def main(
@@ -57,11 +57,10 @@ def main(
         if key not in done:
             start = time.perf_counter()
             times = measure_latency_times(genotype, repeats=repeats)
-            q1, median, q3 = np.percentile(times, [25, 50, 75])
             done[key] = {
                 "genotype": genotype.to_dict(),
-                "median_ms": median,
-                "iqr_over_median": (q3 - q1) / median,
+                "median_ms": float(np.median(times)),
+                "iqr_over_median": relative_spread(times),
                 "seconds": time.perf_counter() - start,
             }
             with open(measurements, "a") as handle:

@@ -19,6 +19,7 @@ from edgevision.search.latency import (
     feature_names,
     latency_features,
     measure_latency_ms,
+    relative_spread,
 )
 
 
@@ -118,3 +119,9 @@ def test_measure_refuses_bad_options() -> None:
         measure_latency_ms(NASNET_A, repeats=0)
     with pytest.raises(ConfigError, match="calibration"):
         measure_latency_ms(NASNET_A, calibration=np.zeros((2, 32, 32)))
+
+
+def test_relative_spread_by_hand() -> None:
+    # Quartiles of 1..5 (linear interpolation): 2, 3, 4: IQR 2 over median 3.
+    assert relative_spread(np.array([1.0, 2.0, 3.0, 4.0, 5.0])) == pytest.approx(2 / 3)
+    assert relative_spread(np.full(7, 2.5)) == 0.0
