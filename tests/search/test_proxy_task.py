@@ -127,5 +127,5 @@ def test_bad_inputs_refused(files) -> None:
             },
             0,
         )
-    with pytest.raises(ConfigError, match="not a genotype"):
+    with pytest.raises(ConfigError, match="genotype lacks reduction"):
         task.evaluate({"normal": {}}, 0)

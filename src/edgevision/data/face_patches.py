@@ -142,7 +142,9 @@ def _background_squares(
 ) -> list:
     """Up to ``len(sides)`` background squares, one per face side (jittered in scale)."""
     height, width = shape[:2]
-    found = []
+    found: list = []
+    if min(height, width) < options.min_face:
+        return found
     for side in sides:
         for _ in range(NEGATIVE_TRIES):
             s = int(round(side * math.exp(rng.uniform(-math.log(2), math.log(2)))))
