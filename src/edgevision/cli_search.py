@@ -95,7 +95,8 @@ def search(
         from edgevision.search.latency import LatencyModel
 
         latency_model = LatencyModel.load()
-    evaluate = ChildEvaluation(ProxyTask(train_file, val_file), latency_model)
+    task = ProxyTask(train_file, val_file)
+    evaluate = ChildEvaluation(task, latency_model)
     config = {
         "space": space,
         "algo": algo,
@@ -106,7 +107,12 @@ def search(
         "trial_timeout_s": trial_timeout,
         "strategy": options.get(algo, {}),
         "objective": objective.describe(),
-        "task": {"train": train_file.name, "val": val_file.name},
+        # The proxy task's settings: a resumed run must train its children as the first did.
+        "task": {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(task).items()
+            if not key.startswith("_")
+        },
     }
     out.mkdir(parents=True, exist_ok=True)
     with progress_bar(err_console) as bar:
