@@ -58,6 +58,13 @@ def search(
     cache: Annotated[Path, typer.Option(help="where the face / non-face patch sets are cached")] = Path(
         "out/cache"
     ),
+    epochs: Annotated[int | None, typer.Option(help="proxy task: epochs per child [default: 3]")] = None,
+    train_patches: Annotated[
+        int | None, typer.Option(help="proxy task: training patches per child [default: 256]")
+    ] = None,
+    val_patches: Annotated[
+        int | None, typer.Option(help="proxy task: validation patches [default: 512]")
+    ] = None,
 ) -> None:
     """Search a cell space for face / non-face patch classifiers (the proxy task): aging
     evolution, an RL controller or random search, trials on Ray, a durable resumable log."""
@@ -80,6 +87,13 @@ def search(
     check_integer("--budget", budget, 1)
     check_integer("--workers", workers, 1)
     check_number("--trial-timeout", trial_timeout, 0.0, 7 * 24 * 3600.0, low_open=True)
+    for name, value, low in (
+        ("--epochs", epochs, 1),
+        ("--train-patches", train_patches, 2),
+        ("--val-patches", val_patches, 2),
+    ):
+        if value is not None:
+            check_integer(name, value, low)
     objective = Objective(latency_target, latency_weight)
     if address is not None:
         check_address(address)
@@ -95,7 +109,10 @@ def search(
         from edgevision.search.latency import LatencyModel
 
         latency_model = LatencyModel.load()
-    task = ProxyTask(train_file, val_file)
+    given = {"epochs": epochs, "train_size": train_patches, "val_size": val_patches}
+    task = ProxyTask(
+        train_file, val_file, **{key: value for key, value in given.items() if value is not None}
+    )
     evaluate = ChildEvaluation(task, latency_model)
     config = {
         "space": space,

@@ -93,3 +93,54 @@ def test_search_report_refuses_a_folder_without_a_log(run_cli, assert_one_line_e
 def test_published_genotype_still_parses() -> None:
     # The fixtures above edit this dict; it must be a valid genotype before the edit.
     assert Genotype.from_dict(NASNET_A.to_dict()) == NASNET_A
+
+
+@pytest.fixture(scope="module")
+def patch_cache(data_dir: Path, tmp_path_factory) -> Path:
+    """Both patch caches a search reads, cut from 12 dev-val images (the real WIDER subset) with
+    the default options, so the command takes them instead of cutting the whole data set."""
+    from dataclasses import replace
+
+    from edgevision.data.face_patches import PatchOptions, build_face_patches, save_face_patches
+    from edgevision.data.widerface import load_split
+
+    root = data_dir / "widerface"
+    if not root.is_dir():
+        pytest.skip(f"WIDER FACE subset not found at {root}")
+    split = load_split(root, "val")
+    patches = build_face_patches(replace(split, records=split.records[:12]), PatchOptions())
+    cache = tmp_path_factory.mktemp("cache")
+    for name in ("train", "val"):
+        save_face_patches(patches, cache / f"face_patches_{name}_32px_seed0.npz")
+    return cache
+
+
+def test_a_search_runs_writes_its_folder_and_resumes(run_cli, patch_cache: Path, tmp_path: Path) -> None:
+    import json
+
+    from edgevision.search.cell_space import get_space
+    from edgevision.search.genotype_file import load_genotype
+
+    out = tmp_path / "run"
+    small = ["--epochs", "1", "--train-patches", "32", "--val-patches", "32", "--cache", str(patch_cache)]
+    code, stdout, _ = run_cli("search", "--algo", "random", "--budget", "3", "--out", str(out), *small)
+    assert code in (0, None)
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines[1:]]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert json.loads(lines[0])["config"]["task"]["train_size"] == 32
+    best = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"])
+    # The saved genotype is the best trial's, and it belongs to the space searched.
+    space = get_space("nasnet")
+    assert space.to_json(load_genotype(out / "best_genotype.json", space)) == best["arch"]
+    assert f"best #{best['index']}" in stdout
+    assert (out / "best_so_far.png").stat().st_size > 0
+
+    # The same command with a larger budget resumes: the three trials stay as they were.
+    code, _, _ = run_cli("search", "--algo", "random", "--budget", "4", "--out", str(out), *small)
+    assert code in (0, None)
+    again = (out / "trials.jsonl").read_text().splitlines()
+    assert again[:4] == lines and len(again) == 5
+    # Another algorithm in the same folder is another search: refused, naming the key.
+    code, _, err = run_cli("search", "--algo", "evolution", "--budget", "5", "--out", str(out), *small)
+    assert code == 2 and "algo" in err
