@@ -117,6 +117,10 @@ def test_real_measurement_is_finite_and_positive() -> None:
 def test_measure_refuses_bad_options() -> None:
     with pytest.raises(ConfigError, match="repeats"):
         measure_latency_ms(NASNET_A, repeats=0)
+    with pytest.raises(ConfigError, match="clock"):
+        measure_latency_ms(NASNET_A, clock="cpu", threads=2)  # CPU time is one thread's only
+    with pytest.raises(ConfigError, match="clock"):
+        measure_latency_ms(NASNET_A, clock="gpu")
     with pytest.raises(ConfigError, match="calibration"):
         measure_latency_ms(NASNET_A, calibration=np.zeros((2, 32, 32)))
 
