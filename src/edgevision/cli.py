@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 from edgevision.cli_gallery import gallery_app  # import-cheap: typer and rich only
 from edgevision.cli_media import DetectSettings, progress_bar  # import-cheap: typer and rich only
-from edgevision.cli_search import search, search_report  # import-cheap: typer and rich only
+from edgevision.cli_search import search, search_report, search_train  # import-cheap: typer and rich only
 from edgevision.errors import ConfigError, DatasetError, EdgeVisionError, EdgeVisionWarning
 
 # Module level stays cheap (typer, rich, errors: no torch), so that `edgevision --help` starts
@@ -624,6 +624,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(gallery_app, name="gallery")
 app.command("search")(search)
 app.command("search-report")(search_report)
+app.command("search-train")(search_train)
 
 
 @data_app.command("stats")

@@ -293,3 +293,66 @@ def search_report(
         table.add_row(label, str(len(seed_curves)), *cells)
     Console().print(table)
     typer.echo(f"figure: {out}")
+
+
+def search_train(
+    genotype: Annotated[
+        Path, typer.Argument(help="a genotype file (.json), e.g. a search's best_genotype.json")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the weights and result.json")],
+    space: Annotated[str | None, typer.Option(help="refuse ops outside this space (nasnet, amoeba)")] = None,
+    cells: Annotated[int, typer.Option(help="N: normal cells per stack")] = 2,
+    filters: Annotated[int, typer.Option(help="F: filters of the first stack")] = 16,
+    epochs: Annotated[int, typer.Option(help="epochs over the training patches")] = 10,
+    input_size: Annotated[int, typer.Option(help="side the 32x32 patches are resized to")] = 32,
+    seed: Annotated[int, typer.Option(help="initialisation and batch order")] = 0,
+    data: Annotated[Path | None, typer.Option(help="WIDER FACE root (default: DATA/widerface)")] = None,
+    cache: Annotated[Path, typer.Option(help="where the face / non-face patch sets are cached")] = Path(
+        "out/cache"
+    ),
+) -> None:
+    """Train a genotype as a full model (``create_model("nasnet", genotype=...)`` with N cells and
+    F filters) on every face / non-face training patch; report its validation accuracy."""
+    from edgevision.data.face_patches import cached_face_patches
+    from edgevision.data.io import atomic_write, check_output_dir
+    from edgevision.data.paths import default_data_dir
+    from edgevision.models.checkpoint import save_checkpoint
+    from edgevision.search.cell_space import get_space
+    from edgevision.search.genotype_file import load_genotype
+    from edgevision.search.proxy_task import ProxyTask
+    from edgevision.validation import check_integer
+
+    cell_space = get_space(space) if space is not None else None
+    parsed = load_genotype(genotype, cell_space)
+    check_integer("--cells", cells, 1, 12)
+    check_integer("--filters", filters, 2, 512)
+    check_integer("--epochs", epochs, 1, 10_000)
+    check_integer("--input-size", input_size, 8, 32)
+    check_integer("--seed", seed, 0)
+    check_output_dir(out, "--out")
+    data = data or default_data_dir() / "widerface"
+    train_file = cached_face_patches(data, "train", cache)
+    val_file = cached_face_patches(data, "val", cache)
+    task = ProxyTask(
+        train_file,
+        val_file,
+        epochs=epochs,
+        train_size=None,
+        val_size=None,
+        input_size=input_size,
+        cells=cells,
+        filters=filters,
+    )
+    err_console.print(f"training {genotype.name}: N={cells}, F={filters}, {epochs} epochs ...")
+    model, metrics = task.train(parsed, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"cells": cells, "filters": filters, "input_size": input_size, "genotype": parsed.to_dict()}
+    # A bare state dict: create_model("nasnet", weights=..., genotype=..., num_cells=..., filters=...)
+    # with result.json's settings loads it.
+    save_checkpoint(out / "model.pth", model.state_dict())
+    with atomic_write(out / "result.json", "w") as handle:
+        json.dump({**config, **metrics, "seed": seed, "epochs": epochs}, handle, indent=2)
+    typer.echo(
+        f"validation accuracy {metrics['accuracy']:.4f} ({metrics['params']:,.0f} parameters, "
+        f"{metrics['madds'] / 1e6:.1f}M MAdds at {input_size}x{input_size}); weights: {out / 'model.pth'}"
+    )

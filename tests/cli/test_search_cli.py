@@ -144,3 +144,44 @@ def test_a_search_runs_writes_its_folder_and_resumes(run_cli, patch_cache: Path,
     # Another algorithm in the same folder is another search: refused, naming the key.
     code, _, err = run_cli("search", "--algo", "evolution", "--budget", "5", "--out", str(out), *small)
     assert code == 2 and "algo" in err
+
+
+def test_search_train_trains_a_genotype_that_create_model_loads(
+    run_cli, patch_cache: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import torch
+
+    from edgevision.models import create_model
+    from edgevision.models.nasnet import NASNET_A
+
+    path = write_genotype(tmp_path / "g.json", NASNET_A.to_dict())
+    out = tmp_path / "trained"
+    args = [
+        "--cells",
+        "1",
+        "--filters",
+        "4",
+        "--epochs",
+        "1",
+        "--input-size",
+        "16",
+        "--cache",
+        str(patch_cache),
+    ]
+    code, stdout, _ = run_cli("search-train", str(path), "--out", str(out), *args)
+    assert code in (0, None)
+    result = json.loads((out / "result.json").read_text())
+    assert 0.0 <= result["accuracy"] <= 1.0 and f"validation accuracy {result['accuracy']:.4f}" in stdout
+    model = create_model(
+        "nasnet",
+        weights=out / "model.pth",
+        genotype=result["genotype"],
+        num_cells=result["cells"],
+        filters=result["filters"],
+    )
+    assert sum(p.numel() for p in model.parameters()) == result["params"]
+    # The weights are the trained ones, not a fresh initialisation.
+    fresh = create_model("nasnet", genotype=result["genotype"], num_cells=1, filters=4)
+    assert not torch.equal(model.classifier[-1].weight, fresh.classifier[-1].weight)

@@ -101,8 +101,8 @@ def test_madds_are_the_childs_at_the_input_size(task: ProxyTask) -> None:
 
 
 def test_nan_loss_raises(task: ProxyTask, monkeypatch) -> None:
-    def poisoned(genotype: Genotype) -> torch.nn.Module:
-        model = build_child(genotype)
+    def poisoned(genotype: Genotype, cells: int, filters: int) -> torch.nn.Module:
+        model = build_child(genotype, cells, filters)
         torch.nn.init.constant_(model.classifier[-1].bias, float("nan"))
         return model
 
@@ -129,3 +129,16 @@ def test_bad_inputs_refused(files) -> None:
         )
     with pytest.raises(ConfigError, match="genotype lacks reduction"):
         task.evaluate({"normal": {}}, 0)
+
+
+def test_train_builds_the_size_asked_and_returns_the_model_it_measured(files) -> None:
+    from edgevision.search.proxy_task import _accuracy
+
+    task = ProxyTask(*files, train_size=32, val_size=32, epochs=1, cells=2, filters=4)
+    model, metrics = task.train(TINY, seed=1)
+    # N = 2, F = 4: the full model a found cell trains as, not the proxy child (N = 1, F = 8).
+    assert metrics["params"] == sum(p.numel() for p in build_child(TINY, 2, 4).parameters())
+    assert metrics["params"] != sum(p.numel() for p in build_child(TINY).parameters())
+    assert not model.training
+    x_val, y_val = task._load()[2:]
+    assert _accuracy(model, x_val, y_val, 64) == metrics["accuracy"]

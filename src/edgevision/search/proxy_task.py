@@ -33,23 +33,18 @@ from edgevision.errors import ConfigError, TrainingDivergedError
 from edgevision.layers.nas_ops import Genotype
 from edgevision.models import create_model
 from edgevision.models.complexity import count_madds, count_params
-from edgevision.validation import check_number
+from edgevision.validation import check_integer, check_number
 
 # The child: N = 1 cell per stack, F = 8 (the papers' small-compute setting), CIFAR stem.
 CHILD_MODEL = "nasnet"
-CHILD_CONFIG = {"num_cells": 1, "filters": 8, "num_classes": 2}
+CHILD_CELLS, CHILD_FILTERS = 1, 8
 RECALIBRATION_PATCHES = 256  # training patches BN statistics are recomputed on after training
 
 
-def build_child(genotype: Genotype) -> nn.Module:
-    """The child network of ``genotype`` in the proxy setting (two classes, untrained)."""
-    return create_model(CHILD_MODEL, genotype=genotype, **CHILD_CONFIG)
-
-
-def _check_count(name: str, value: int, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+def build_child(genotype: Genotype, cells: int = CHILD_CELLS, filters: int = CHILD_FILTERS) -> nn.Module:
+    """The two-class network of ``genotype`` with N = ``cells``, F = ``filters`` (untrained); the
+    defaults are the search's proxy child, larger ones the full model a found cell trains as."""
+    return create_model(CHILD_MODEL, genotype=genotype, num_cells=cells, filters=filters, num_classes=2)
 
 
 class ProxyTask:
@@ -68,6 +63,7 @@ class ProxyTask:
         weight_decay: L2 on every parameter.
         input_size: side the patches are resized to (area) before the child sees them.
         data_seed: draws the fixed training / validation subsets.
+        cells, filters: N and F of the network trained (the proxy child's by default).
 
     ``evaluate(arch_json, trial_seed)`` -> ``{"accuracy": [0, 1], "params": int, "madds": int
     (at input_size), "train_seconds": s (build, train and validate)}``. The trial seed sets the
@@ -84,23 +80,27 @@ class ProxyTask:
         val_file: str | Path,
         *,
         epochs: int = 3,
-        train_size: int = 256,
+        train_size: int | None = 256,
         val_size: int | None = 512,
         batch: int = 32,
         lr: float = 0.1,
         weight_decay: float = 5e-4,
         input_size: int = 16,
         data_seed: int = 0,
+        cells: int = CHILD_CELLS,
+        filters: int = CHILD_FILTERS,
     ) -> None:
         self.train_file, self.val_file = Path(train_file), Path(val_file)
-        self.epochs = _check_count("epochs", epochs, 1)
-        self.train_size = _check_count("train_size", train_size, 2)
-        self.val_size = None if val_size is None else _check_count("val_size", val_size, 2)
-        self.batch = _check_count("batch", batch, 1)
+        self.epochs = check_integer("epochs", epochs, 1)
+        self.train_size = None if train_size is None else check_integer("train_size", train_size, 2)
+        self.val_size = None if val_size is None else check_integer("val_size", val_size, 2)
+        self.batch = check_integer("batch", batch, 1)
         self.lr = check_number("lr", lr, 0.0, 10.0, low_open=True)
         self.weight_decay = check_number("weight_decay", weight_decay, 0.0, 1.0)
-        self.input_size = _check_count("input_size", input_size, 8)
-        self.data_seed = _check_count("data_seed", data_seed, 0)
+        self.input_size = check_integer("input_size", input_size, 8)
+        self.data_seed = check_integer("data_seed", data_seed, 0)
+        self.cells = check_integer("cells", cells, 1)
+        self.filters = check_integer("filters", filters, 2)
         self._data: tuple[torch.Tensor, ...] | None = None
         self._load()  # bad files fail here, before any search starts
 
@@ -116,30 +116,39 @@ class ProxyTask:
         return self._data
 
     def evaluate(self, arch_json: Any, trial_seed: int) -> dict[str, float]:
-        """Train and validate the child ``Genotype.from_dict(arch_json)``; see the class."""
+        """Train and validate the child ``Genotype.from_dict(arch_json)`` on one thread; see the
+        class."""
         genotype = Genotype.from_dict(arch_json)  # a one-line ConfigError on malformed data
+        return self.train(genotype, trial_seed, threads=1)[1]
+
+    def train(
+        self, genotype: Genotype, seed: int, threads: int | None = None
+    ) -> tuple[nn.Module, dict[str, float]]:
+        """The trained network of ``genotype`` (eval mode) and its metrics (as :meth:`evaluate`'s),
+        on ``threads`` torch threads (None: torch's setting)."""
         start = time.perf_counter()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
         try:
             x_train, y_train, x_val, y_val = self._load()
-            torch.manual_seed(trial_seed)
-            model = build_child(genotype).to(memory_format=torch.channels_last)
+            torch.manual_seed(seed)
+            model = build_child(genotype, self.cells, self.filters).to(memory_format=torch.channels_last)
             # Kaiming fan-out on a 2-way classifier starts the loss near 7 (logits of several
             # units); from zero it starts at log 2 and none of the few steps is spent undoing it.
             nn.init.zeros_(model.classifier[-1].weight)
-            self._train(model, x_train, y_train, trial_seed)
+            self._train(model, x_train, y_train, seed)
             _recalibrate_bn(model, x_train[:RECALIBRATION_PATCHES], self.batch * 4)
             accuracy = _accuracy(model, x_val, y_val, self.batch * 8)
             madds = count_madds(model, (self.input_size, self.input_size))
         finally:
-            torch.set_num_threads(threads)
-        return {
+            torch.set_num_threads(before)
+        metrics = {
             "accuracy": accuracy,
             "params": count_params(model),
             "madds": madds,
             "train_seconds": time.perf_counter() - start,
         }
+        return model.eval(), metrics
 
     def _train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
         generator = torch.Generator().manual_seed(seed)
