@@ -31,6 +31,14 @@ def closed_port() -> int:
         (["--latency-target", "-3"], ["--latency-target"]),
         (["--population", "1"], ["population"]),
         (["--trial-timeout", "inf"], ["--trial-timeout"]),
+        (["--sample", "60"], ["sample"]),
+        (["--algo", "rl", "--rl-batch", "0"], ["batch"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--train-patches", "1"], ["--train-patches"]),
+        (["--latency-weight", "1"], ["--latency-weight"]),
+        (["--address", "nowhere"], ["address 'nowhere' must be host:port"]),
+        (["--latency-model", "m.json"], ["--latency-model needs --latency-target"]),
+        (["--latency-target", "5", "--latency-model", "absent.json"], ["absent.json"]),
     ],
 )
 def test_bad_options_are_refused_before_any_work(

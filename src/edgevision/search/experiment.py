@@ -46,17 +46,31 @@ class Objective:
         return {"reward": "accuracy * (latency / target) ** w", "target_ms": self.target_ms, "w": self.weight}
 
 
-class ChildEvaluation:
-    """The picklable ``evaluate(arch_json, trial_seed)`` of a search: the proxy task's metrics,
-    and ``latency_ms`` predicted by ``latency_model`` when one is given (a prediction costs
-    microseconds; a measurement, an int8 build, about half a minute)."""
+# A prediction below this is a cell cheaper than any the model was fitted to: clamped, since the
+# latency reward needs a positive latency and a linear model can extrapolate below zero.
+MIN_PREDICTED_MS = 0.05
 
-    def __init__(self, task: ProxyTask, latency_model: LatencyModel | None = None) -> None:
+
+class ChildEvaluation:
+    """The picklable ``evaluate(arch_json, trial_seed)`` of a search: the proxy task's metrics and,
+    for a latency objective, ``latency_ms``: measured with our engine (``measure_latency``: an int8
+    plan built and timed on one thread, about 10 s a child) or predicted by ``latency_model``
+    (microseconds)."""
+
+    def __init__(
+        self, task: ProxyTask, latency_model: LatencyModel | None = None, measure_latency: bool = False
+    ) -> None:
         self.task = task
         self.latency_model = latency_model
+        self.measure_latency = measure_latency
 
     def __call__(self, arch_json: Any, trial_seed: int) -> dict[str, float]:
         metrics = self.task.evaluate(arch_json, trial_seed)
-        if self.latency_model is not None:
-            metrics["latency_ms"] = self.latency_model.predict(Genotype.from_dict(arch_json))
+        if self.measure_latency:
+            from edgevision.search.latency import measure_latency_ms
+
+            metrics["latency_ms"] = measure_latency_ms(Genotype.from_dict(arch_json))
+        elif self.latency_model is not None:
+            predicted = self.latency_model.predict(Genotype.from_dict(arch_json))
+            metrics["latency_ms"] = max(predicted, MIN_PREDICTED_MS)
         return metrics

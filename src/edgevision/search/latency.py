@@ -35,7 +35,7 @@ from edgevision.deploy.builder import build_engine
 from edgevision.deploy.builder.options import BuildOptions
 from edgevision.deploy.export import export_onnx
 from edgevision.deploy.runtime import load_engine
-from edgevision.errors import ConfigError, InputFileError
+from edgevision.errors import ConfigError, DatasetError, InputFileError
 from edgevision.layers.nas_ops import OPS, Genotype
 from edgevision.search.proxy_task import build_child
 
@@ -44,7 +44,6 @@ PATCH_SIZE = 32
 STEADY_SPREAD = 0.05  # a round of repeats is kept when its IQR is within 5 % of its median
 MAX_ROUNDS = 5  # else it is timed again, at most this many times
 CALIBRATION_IMAGES = 8  # the ranges do not change the plan's structure, so its speed: a few do
-SHIPPED_MODEL = Path(__file__).with_name("latency_model.json")
 
 
 def measure_latency_ms(genotype: Genotype, **options: Any) -> float:
@@ -246,17 +245,20 @@ class LatencyModel:
             handle.write("\n")
 
     @classmethod
-    def load(cls, path: str | Path = SHIPPED_MODEL) -> LatencyModel:
-        """Read a model written by :meth:`save` (default: the one shipped in the package).
+    def load(cls, path: str | Path) -> LatencyModel:
+        """Read a model written by :meth:`save`.
 
         Raises:
             InputFileError: not a latency model file, or one for another op vocabulary.
         """
-        data = read_json(path, "latency model")
+        try:
+            data = read_json(path, "latency model")
+        except DatasetError as error:
+            raise InputFileError(str(error)) from None
         try:
             coefficients = data["coefficients"]
             if sorted(coefficients) != sorted(feature_names()):
                 raise InputFileError(f"{path} is a latency model for other features than this version's ops")
             return cls([coefficients[name] for name in feature_names()], data.get("meta"))
-        except (TypeError, KeyError, ConfigError) as error:
+        except (TypeError, KeyError, ValueError) as error:  # ConfigError is a ValueError
             raise InputFileError(f"{path} is not a latency model file: {error}") from None

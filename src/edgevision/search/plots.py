@@ -48,12 +48,14 @@ def plot_pareto(
     measured: list[tuple[float, float]],
     target_ms: float | None,
     path: str | Path,
+    trial_latency: str = "predicted",
 ) -> Path:
-    """Accuracy against latency: every trial at its predicted latency (grey), the front's members
-    at their measured latency joined in latency order (the front as measured), and the target.
+    """Accuracy against latency: every trial at its latency (grey; ``trial_latency`` says whether
+    predicted or measured), the front's members at their measured latency joined in latency order,
+    and the target.
 
     Args:
-        trials: ``(accuracy, predicted latency ms)`` per successful trial.
+        trials: ``(accuracy, latency ms)`` per successful trial.
         measured: ``(accuracy, measured latency ms)`` per front member.
         target_ms: the objective's latency target, drawn as a vertical line; None: none.
     """
