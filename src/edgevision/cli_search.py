@@ -303,23 +303,26 @@ def search_report(
     if not points or points[0] < 1:
         raise ConfigError(f"--checkpoints must be positive counts, got {checkpoints!r}")
     check_output_file(out, "--out")
-    groups = read_runs(runs)  # label -> [records per seed], checked: one space, equal lengths
-    curves = {
-        label: [best_so_far(records, "accuracy") for records in seeds] for label, seeds in groups.items()
-    }
-    plot_best_so_far(curves, out, "best validation accuracy", "best-so-far over seeds (mean, min-max)")
-    table = Table(title="best validation accuracy after N models (mean over seeds, min-max)")
+    config, groups = read_runs(runs)  # algorithm -> [records per seed], checked comparable
+    # A latency objective's runs are compared by what they maximised, the reward.
+    latency = "target_ms" in config.get("objective", {})
+    metric, label = ("reward", "best reward") if latency else ("accuracy", "best validation accuracy")
+    curves = {algo: [best_so_far(records, metric) for records in seeds] for algo, seeds in groups.items()}
+    plot_best_so_far(curves, out, label, "best-so-far over seeds (mean, min-max)")
+    table = Table(title=f"{label} after N models (mean over seeds, min-max)")
     table.add_column("algorithm")
     table.add_column("seeds", justify="right")
     usable = [n for n in points if all(n <= len(c[0]) for c in curves.values())]
+    if len(usable) < len(points):
+        err_console.print(f"checkpoints past the shortest run left out: {sorted(set(points) - set(usable))}")
     for n in usable:
         table.add_column(f"N={n}", justify="right")
-    for label, seed_curves in curves.items():
+    for algo, seed_curves in curves.items():
         cells = []
         for n in usable:
             values = [curve[n - 1] for curve in seed_curves]
             cells.append(f"{sum(values) / len(values):.4f} ({min(values):.3f}-{max(values):.3f})")
-        table.add_row(label, str(len(seed_curves)), *cells)
+        table.add_row(algo, str(len(seed_curves)), *cells)
     Console().print(table)
     typer.echo(f"figure: {out}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,17 @@ def test_best_so_far_is_the_running_maximum_over_successful_trials() -> None:
     records = [record(0, None), record(1, 0.6), record(2, 0.5), record(3, None), record(4, 0.7)]
     # Hand-computed: nothing until trial 1 succeeds; failures and worse trials keep the best.
     assert best_so_far(records, "accuracy") == [0.0, 0.6, 0.6, 0.6, 0.7]
+    # The reward, not a metric, when asked for it (a latency objective's runs).
+    penalised = [replace(r, reward=None if r.reward is None else 1 - r.reward) for r in records]
+    assert best_so_far(penalised, "reward") == [0.0, 0.4, 0.5, 0.5, 0.5]
 
 
 def test_runs_are_grouped_by_algorithm_and_cut_to_one_length(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", "evolution", 0, [0.5, 0.6, 0.7])
     b = write_run(tmp_path / "b", "evolution", 1, [0.4, 0.8])
     c = write_run(tmp_path / "c", "random", 0, [0.5, None, 0.9])
-    groups = read_runs([a, c, b / "trials.jsonl"])
+    config, groups = read_runs([a, c, b / "trials.jsonl"])
+    assert config["algo"] == "evolution" and config["seed"] == 0
     assert list(groups) == ["evolution", "random"]
     assert [[r.index for r in run] for run in groups["evolution"]] == [[0, 1], [0, 1]]
     assert [best_so_far(run, "accuracy") for run in groups["random"]] == [[0.5, 0.5, 0.9]]
@@ -60,10 +65,16 @@ def test_runs_of_other_spaces_repeats_and_non_runs_are_refused(tmp_path: Path) -
     a = write_run(tmp_path / "a", "evolution", 0, [0.5])
     other = write_run(tmp_path / "other", "random", 0, [0.5], space="amoeba")
     again = write_run(tmp_path / "again", "evolution", 0, [0.6])
-    with pytest.raises(ConfigError, match="'amoeba'"):
+    with pytest.raises(ConfigError, match="in its space: amoeba vs nasnet"):
         read_runs([a, other])
     with pytest.raises(ConfigError, match="a second run of evolution with seed 0"):
         read_runs([a, again])
+    longer = write_run(tmp_path / "longer", "evolution", 1, [0.6], task={"epochs": 9})
+    with pytest.raises(ConfigError, match="proxy task"):
+        read_runs([a, longer])
+    bigger = write_run(tmp_path / "bigger", "evolution", 2, [0.6], strategy={"population": 9})
+    with pytest.raises(ConfigError, match="evolution with options"):
+        read_runs([a, bigger])
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError, match="no trials.jsonl"):
         read_runs([tmp_path / "empty"])

@@ -38,6 +38,7 @@ from edgevision.deploy.runtime import load_engine
 from edgevision.errors import ConfigError, DatasetError, InputFileError
 from edgevision.layers.nas_ops import OPS, Genotype
 from edgevision.search.proxy_task import build_child
+from edgevision.validation import check_integer
 
 TIMING_BATCH = 4  # 32x32 patches per timed run
 PATCH_SIZE = 32
@@ -83,8 +84,7 @@ def measure_latency_times(
         ("repeats", repeats, 1),
         ("warmup", warmup, 0),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_integer(name, value, low)
     if clock not in ("cpu", "wall") or (clock == "cpu" and threads != 1):
         raise ConfigError(f"clock must be 'wall', or 'cpu' with one thread; got {clock!r} with {threads}")
     if calibration is None:

@@ -28,7 +28,7 @@ from edgevision.errors import ConfigError, MissingDependencyError
 from edgevision.search.space import SearchSpace
 from edgevision.search.strategy import Strategy
 from edgevision.search.trial_log import TrialLog, TrialRecord, is_finite_number, now_iso
-from edgevision.validation import check_number
+from edgevision.validation import check_integer, check_number
 
 Evaluate = Callable[[Any, int], dict[str, float]]
 Progress = Callable[[int, int, TrialRecord | None, TrialRecord | None], None]
@@ -45,6 +45,19 @@ def trial_seed(search_seed: int, number: int) -> int:
     so a resumed search reproduces the seeds of the trials it re-runs."""
     digest = hashlib.sha256(f"{search_seed}/{number}".encode()).digest()
     return int.from_bytes(digest[:4], "big") >> 1
+
+
+def next_trial_number(search_seed: int, records: list[TrialRecord]) -> int:
+    """The submission number a resumed search goes on from: one past the largest whose seed the
+    log holds. With several workers, trials finish out of order and a killed search loses the ones
+    in flight, so the count of records can be below a number already used; reusing it would give
+    a new trial an old trial's seed."""
+    used = {record.seed for record in records}
+    if not used:
+        return 0
+    # Each kill loses at most the trials in flight, so the numbers stay near the record count.
+    numbers = [n for n in range(len(records) + 10_000) if trial_seed(search_seed, n) in used]
+    return max(numbers, default=len(records) - 1) + 1
 
 
 def one_line(error: BaseException) -> str:
@@ -142,12 +155,6 @@ def _ray_session(ray: Any, address: str | None, workers: int) -> Iterator[None]:
         ray.shutdown()
 
 
-def _check_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class _InFlight:
     arch: Any  # JSON form
@@ -202,8 +209,8 @@ def run_search(
         InputFileError: ``log_path`` cannot be written or is not a trial log.
         MissingDependencyError: Ray is not installed.
     """
-    budget = _check_int("budget", budget)
-    workers = _check_int("workers", workers)
+    budget = check_integer("budget", budget, 1)
+    workers = check_integer("workers", workers, 1)
     timeout = math.inf
     if trial_timeout_s is not None:
         timeout = check_number("trial_timeout_s", trial_timeout_s, 0.0, MAX_TRIAL_TIMEOUT_S, low_open=True)
@@ -246,7 +253,7 @@ def _run_trials(
     task = ray.remote(num_cpus=1, max_retries=0)(_run_trial)
     evaluate_ref = ray.put(evaluate)  # shipped to the object store once, not with every trial
     in_flight: dict[Any, _InFlight] = {}
-    submitted = len(log.records)
+    submitted = next_trial_number(seed, log.records)
     try:
         while len(log.records) < budget:
             while len(in_flight) < workers and len(log.records) + len(in_flight) < budget:
@@ -260,16 +267,20 @@ def _run_trials(
             first_deadline = min(trial.deadline for trial in in_flight.values())
             wait_s = None if math.isinf(first_deadline) else max(0.0, first_deadline - time.monotonic())
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+            now = time.monotonic()
+            expired = [ref for ref, trial in in_flight.items() if trial.deadline <= now]
+            if expired:  # a result that came in before its deadline is a result, not a timeout
+                done, _ = ray.wait(expired, num_returns=len(expired), timeout=0)
+                ready = list(dict.fromkeys([*ready, *done]))
             finished = []
-            if ready:
-                trial = in_flight.pop(ready[0])
+            for ref in ready:
+                trial = in_flight.pop(ref)
                 try:
-                    result = ray.get(ready[0])
+                    result = ray.get(ref)
                 except ray.exceptions.RayError as error:  # the worker died, ran out of memory, ...
                     result = {"error": one_line(error), "seconds": time.monotonic() - trial.started}
                 finished.append((trial, result["seconds"], _outcome(result, reward)))
-            now = time.monotonic()
-            for ref in [ref for ref, trial in in_flight.items() if trial.deadline <= now]:
+            for ref in [ref for ref in expired if ref in in_flight]:
                 ray.cancel(ref, force=True)
                 trial = in_flight.pop(ref)
                 error = f"ran past the trial timeout of {timeout:g} s"

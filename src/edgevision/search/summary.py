@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgevision.errors import ConfigError, InputFileError
 from edgevision.search.trial_log import TrialRecord, read_trial_log
@@ -13,27 +14,31 @@ LOG_NAME = "trials.jsonl"
 
 
 def best_so_far(records: Sequence[TrialRecord], metric: str) -> list[float]:
-    """``(N,)``: value i is the largest ``metric`` among the first i + 1 trials of the log (in
-    logged order, failed trials adding nothing); 0 until a trial succeeds."""
+    """``(N,)``: value i is the largest ``metric`` (``"reward"``: the search's reward) among the
+    first i + 1 trials of the log (in logged order, failed trials adding nothing); 0 until a trial
+    succeeds."""
     curve, best = [], 0.0
     for record in records:
         if record.status == "ok":
-            best = max(best, record.metrics[metric])
+            best = max(best, record.reward if metric == "reward" else record.metrics[metric])
         curve.append(best)
     return curve
 
 
-def read_runs(runs: Sequence[str | Path]) -> dict[str, list[list[TrialRecord]]]:
-    """The records of each run folder (or trial log), grouped by algorithm in the order first
-    seen; every run must be of one space and objective, and no two of the same seed and algorithm.
+def read_runs(runs: Sequence[str | Path]) -> tuple[dict[str, Any], dict[str, list[list[TrialRecord]]]]:
+    """The first run's config, and the records of each run folder (or trial log) grouped by
+    algorithm in the order first seen, each algorithm's runs cut to its shortest. The runs must
+    share one space, objective and proxy task, an algorithm's runs one set of options, and no two
+    runs one algorithm and seed.
 
     Raises:
         InputFileError: a folder without a trial log, or a log that cannot be read.
-        ConfigError: runs of different spaces or objectives, or a repeated (algorithm, seed).
+        ConfigError: runs that differ so, or a repeated (algorithm, seed).
     """
     groups: dict[str, list[list[TrialRecord]]] = {}
     seen: set[tuple[str, int]] = set()
-    kind = None
+    options: dict[str, Any] = {}
+    first: dict[str, Any] | None = None
     for run in runs:
         path = Path(run)
         log = path / LOG_NAME if path.is_dir() else path
@@ -41,20 +46,22 @@ def read_runs(runs: Sequence[str | Path]) -> dict[str, list[list[TrialRecord]]]:
             raise InputFileError(f"{run}: no {LOG_NAME} (not a search run)")
         contents = read_trial_log(log)
         config = contents.config
-        this_kind = (config.get("space"), repr(config.get("objective")))
-        if kind is not None and this_kind != kind:
-            raise ConfigError(
-                f"{run} is a search of {this_kind[0]!r} / {this_kind[1]}, not {kind[0]!r} / {kind[1]}"
-            )
-        kind = this_kind
-        key = (str(config.get("algo")), config.get("seed"))
-        if key in seen:
-            raise ConfigError(f"{run}: a second run of {key[0]} with seed {key[1]}")
-        seen.add(key)
-        groups.setdefault(key[0], []).append(contents.records)
+        first = first or config
+        for key, what in (("space", "space"), ("objective", "objective"), ("task", "proxy task")):
+            if config.get(key) != first.get(key):
+                raise ConfigError(
+                    f"{run} differs from {runs[0]} in its {what}: {config.get(key)} vs {first.get(key)}"
+                )
+        algo, seed = str(config.get("algo")), config.get("seed")
+        if options.setdefault(algo, config.get("strategy")) != config.get("strategy"):
+            raise ConfigError(f"{run}: {algo} with options {config.get('strategy')}, not {options[algo]}")
+        if (algo, seed) in seen:
+            raise ConfigError(f"{run}: a second run of {algo} with seed {seed}")
+        seen.add((algo, seed))
+        groups.setdefault(algo, []).append(contents.records)
     for algo, seeds in groups.items():
         shortest = min(len(records) for records in seeds)
         if shortest == 0:
             raise ConfigError(f"a run of {algo} has no finished trial yet")
         groups[algo] = [records[:shortest] for records in seeds]  # equal budgets per algorithm
-    return groups
+    return first or {}, groups
