@@ -31,10 +31,10 @@ def record(index: int, accuracy: float | None) -> TrialRecord:
 
 
 def write_run(
-    folder: Path, algo: str, seed: int, accuracies: list[float | None], space: str = "nasnet"
+    folder: Path, algo: str, seed: int, accuracies: list[float | None], space: str = "nasnet", **extra: object
 ) -> Path:
     folder.mkdir(parents=True)
-    config = {"space": space, "algo": algo, "seed": seed, "objective": {"reward": "accuracy"}}
+    config = {"space": space, "algo": algo, "seed": seed, "objective": {"reward": "accuracy"}, **extra}
     with TrialLog.open(folder / "trials.jsonl", config) as log:
         for index, accuracy in enumerate(accuracies):
             log.append(record(index, accuracy))
