@@ -15,6 +15,7 @@ from edgevision.data.io import (
     MAX_PIXELS_ENV,
     atomic_dir,
     atomic_write,
+    atomic_write_files,
     check_output_dir,
     check_output_file,
     max_pixels_limit,
@@ -163,6 +164,35 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="a file of that name is in the way"):
         with atomic_dir(tmp_path / "afile"):
             pass
+
+
+def test_atomic_write_files_writes_all_or_none(tmp_path: Path, monkeypatch) -> None:
+    files = {tmp_path / "a.png": b"png", tmp_path / "sub" / "a.mtl": b"mtl", tmp_path / "a.obj": b"obj"}
+    atomic_write_files(files)
+    for path, data in files.items():
+        assert path.read_bytes() == data
+        assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.obj", "a.png", "sub"]
+
+    # The last rename fails: the two files already renamed are deleted, no temporary is left.
+    real_replace, calls = os.replace, []
+
+    def replace(source: str, target: Path) -> None:
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    fresh = {tmp_path / "b" / name: b"x" for name in ("b.png", "b.mtl", "b.obj")}
+    with pytest.raises(InputFileError, match=r"cannot write .*b.obj: no space left on device"):
+        atomic_write_files(fresh)
+    assert list((tmp_path / "b").iterdir()) == []
+    monkeypatch.undo()
+
+    with pytest.raises(InputFileError, match="it is a folder"):
+        atomic_write_files({tmp_path / "c.png": b"x", tmp_path / "sub": b"y"})
+    assert not (tmp_path / "c.png").exists()
 
 
 def _umask() -> int:

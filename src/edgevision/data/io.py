@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,41 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
             raise InputFileError(f"cannot write {path}: {_os_reason(error)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_files(files: Mapping[str | Path, bytes]) -> None:
+    """Write several files as one: each to a temporary file beside it, then all renamed into
+    place; if anything fails, the temporaries and the files already renamed are deleted, so the
+    set appears whole or not at all (e.g. an OBJ, its material and its texture). The renames are
+    not one atomic step: a crash between two leaves the first ones; a failure that raises does not.
+
+    Raises:
+        InputFileError: a path is a folder, or a folder cannot be made or written.
+    """
+    paths = [Path(path) for path in files]
+    for path in paths:
+        if path.is_dir():
+            raise InputFileError(f"cannot write {path}: it is a folder")
+    temporaries: list[Path] = []
+    renamed: list[Path] = []
+    current = Path(".")  # the file being written or renamed, for the message
+    try:
+        for current, data in zip(paths, files.values(), strict=True):
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name}.", suffix=".tmp")
+            temporaries.append(Path(tmp))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
+        for tmp, current in zip(temporaries, paths, strict=True):
+            os.replace(tmp, current)
+            renamed.append(current)
+    except BaseException as error:
+        for leftover in [*temporaries, *renamed]:
+            leftover.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise InputFileError(f"cannot write {current}: {_os_reason(error)}") from None
         raise
 
 

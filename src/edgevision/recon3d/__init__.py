@@ -8,7 +8,9 @@ symmetric vertex clustering that keeps weights and the mirror map), ``mesh`` (ed
 symmetry, closeness terms of the consensus shape, Sec. 3.3), ``camera`` (the pinhole camera and
 its JSON file), ``render`` (a numpy z-buffer rasteriser: mask, depth, faces, barycentrics,
 colour), ``silhouette`` (the boundary pixels back-projected to rays), ``shading`` (normals,
-Lambert), ``turntable`` (pictures of a mesh, error colours).
+Lambert), ``turntable`` (pictures of a mesh, error colours), ``refine`` (per-frame offsets on one frame's
+silhouette, Sec. 3.4), ``texture`` (the texture stitched from the frames, Sec. 3.4), ``obj_io``
+(the OBJ with its material and texture, written all or none; a reader).
 
 Conventions: metres, radians; the body's frame is MakeHuman's (y up, x towards the body's left,
 z out of its front); cameras are OpenCV's (x right, y down, z forward, pixel centres at integer
