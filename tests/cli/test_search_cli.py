@@ -123,6 +123,7 @@ def patch_cache(data_dir: Path, tmp_path_factory) -> Path:
     return cache
 
 
+@pytest.mark.xdist_group("ray")  # it starts a Ray (see tests/search/test_runner.py)
 def test_a_search_runs_writes_its_folder_and_resumes(run_cli, patch_cache: Path, tmp_path: Path) -> None:
     import json
 

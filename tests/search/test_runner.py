@@ -28,6 +28,10 @@ from edgevision.errors import ConfigError, InputFileError, MissingDependencyErro
 from edgevision.search.runner import check_address, run_search, trial_seed
 from edgevision.search.trial_log import read_trial_log
 
+# Under pytest-xdist every test that starts a Ray runs on one worker, one after another: two local
+# Rays starting at once on a 2-core machine can miss Ray's start-up deadline.
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 HERE = Path(__file__).parent

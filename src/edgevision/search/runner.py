@@ -143,7 +143,10 @@ def _ray_session(ray: Any, address: str | None, workers: int) -> Iterator[None]:
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         # address="local": never join a cluster that RAY_ADDRESS happens to name.
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
+        try:
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
+        except Exception as error:  # Ray raises a bare Exception when its processes start too slowly
+            raise ConfigError(f"could not start a local Ray: {one_line(error)}") from None
     else:
         try:
             ray.init(address=address, **quiet)
