@@ -63,7 +63,7 @@ def plot_pareto(
     if trials:
         accuracy, latency = np.asarray(trials, dtype=np.float64).T
         axes.scatter(
-            latency, accuracy, s=10, color="0.6", label=f"children, predicted latency ({len(trials)})"
+            latency, accuracy, s=10, color="0.6", label=f"children, {trial_latency} latency ({len(trials)})"
         )
     if measured:
         front = np.asarray(sorted(measured, key=lambda point: point[1]), dtype=np.float64)
