@@ -375,8 +375,13 @@ def search_train(
         cells=cells,
         filters=filters,
     )
-    err_console.print(f"training {genotype.name}: N={cells}, F={filters}, {epochs} epochs ...")
-    model, metrics = task.train(parsed, seed)
+    with progress_bar(err_console) as bar:
+        bar_id = bar.add_task(
+            f"training {genotype.name}: N={cells}, F={filters}, {epochs} epochs", total=None
+        )
+        model, metrics = task.train(
+            parsed, seed, progress=lambda step, steps: bar.update(bar_id, completed=step, total=steps)
+        )
     out.mkdir(parents=True, exist_ok=True)
     config = {"cells": cells, "filters": filters, "input_size": input_size, "genotype": parsed.to_dict()}
     # A bare state dict: create_model("nasnet", weights=..., genotype=..., num_cells=..., filters=...)

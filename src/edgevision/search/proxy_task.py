@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,15 @@ class ProxyTask:
         return self.train(genotype, trial_seed, threads=1)[1]
 
     def train(
-        self, genotype: Genotype, seed: int, threads: int | None = None
+        self,
+        genotype: Genotype,
+        seed: int,
+        threads: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """The trained network of ``genotype`` (eval mode) and its metrics (as :meth:`evaluate`'s),
-        on ``threads`` torch threads (None: torch's setting)."""
+        on ``threads`` torch threads (None: torch's setting); ``progress(step, steps)`` after each
+        optimiser step."""
         start = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(threads or before)
@@ -136,7 +142,7 @@ class ProxyTask:
             # Kaiming fan-out on a 2-way classifier starts the loss near 7 (logits of several
             # units); from zero it starts at log 2 and none of the few steps is spent undoing it.
             nn.init.zeros_(model.classifier[-1].weight)
-            self._train(model, x_train, y_train, seed)
+            self._train(model, x_train, y_train, seed, progress)
             _recalibrate_bn(model, x_train[:RECALIBRATION_PATCHES], self.batch * 4)
             accuracy = _accuracy(model, x_val, y_val, self.batch * 8)
             madds = count_madds(model, (self.input_size, self.input_size))
@@ -150,7 +156,14 @@ class ProxyTask:
         }
         return model.eval(), metrics
 
-    def _train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+    def _train(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         generator = torch.Generator().manual_seed(seed)
         steps_per_epoch = math.ceil(len(y) / self.batch)
         total = self.epochs * steps_per_epoch
@@ -175,6 +188,8 @@ class ProxyTask:
                 loss.backward()
                 optimizer.step()
                 step += 1
+                if progress is not None:
+                    progress(step, total)
 
 
 def _tensors(
