@@ -19,7 +19,8 @@ demo: $(STAMP)
 	@echo "annotated image: out/demo/astronaut.jpg"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	# Two test processes for the two cores, a test file per process at a time (module fixtures built once).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
