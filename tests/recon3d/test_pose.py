@@ -113,17 +113,43 @@ def test_silhouette_term_is_minimal_at_the_truth_and_pulls_a_shifted_model_back(
     assert shift.grad[0] > 0 and shift.grad[0] > 5 * shift.grad[1:].abs().max()
 
 
-def test_hinge_penalises_hyperextended_knees_only(scene: Scene, small_body: BodyModel) -> None:
+def _bend(body: BodyModel, pose: torch.Tensor, side: str, bones: tuple[str, str, str]) -> float:
+    """The angle (radians) between a limb's two bones when posed: 0 when straight."""
+    top, middle, bottom = (body(pose).joints[body.bone_names.index(f"{b}.{side}")] for b in bones)
+    above, below = middle - top, bottom - middle
+    return float(torch.arccos(above @ below / (above.norm() * below.norm())))
+
+
+def test_hinge_lets_knees_and_elbows_bend_and_straighten_but_not_hyperextend(
+    scene: Scene, small_body: BodyModel
+) -> None:
     problem = _problem(scene, small_body, 0)
-    knee = small_body.bone_names.index("lowerleg01.L")
-    foot = small_body.bone_names.index("foot.L")
-    flexed = torch.zeros(small_body.num_joints, 3, dtype=torch.float64)
-    flexed[knee, 0] = 0.4
+    weight, hinge = FAST.pose_prior_weight, FAST.hinge_weight
+    leg, arm = ("upperleg01", "lowerleg01", "foot"), ("upperarm01", "lowerarm01", "wrist")
+    rest = torch.zeros(small_body.num_joints, 3, dtype=torch.float64)
+    for side in "LR":
+        for bones in (leg, arm):
+            joint = small_body.bone_names.index(f"{bones[1]}.{side}")
+            row = problem.hinges[0].tolist().index(joint)
+            axis, limit = problem.hinges[1][row], float(problem.hinges[2][row])
+            # the limit is the rest bend (the knee's about +x only, a little less than its angle)
+            assert limit == pytest.approx(_bend(small_body, rest, side, bones), abs=0.015)
+            for turn, bend, cost in [
+                (0.4, limit + 0.4, weight * 0.4**2),  # bent further: the L2 prior only
+                (-limit, 0.0, weight * limit**2),  # straightened: still free of the hinge
+                (-limit - 0.3, 0.3, weight * (limit + 0.3) ** 2 + hinge * 0.3**2),  # past straight
+            ]:
+                pose = rest.clone()
+                pose[joint] = turn * axis
+                # the knee's rest bend is partly sideways, which its +x axis does not undo: the
+                # straightened knee keeps 0.05 rad; the elbow's axis is its bend's own
+                assert _bend(small_body, pose, side, bones) == pytest.approx(bend, abs=0.06)
+                assert float(problem.pose_prior(pose)) == pytest.approx(cost)
     # +x at the knee swings the foot backwards (-z): a real knee bend
+    knee, foot = (small_body.bone_names.index(name) for name in ("lowerleg01.L", "foot.L"))
+    flexed = rest.clone()
+    flexed[knee, 0] = 0.4
     assert small_body(flexed).joints[foot, 2] < small_body.joints[foot, 2] - 0.1
-    l2 = FAST.pose_prior_weight * 0.4**2
-    assert float(problem.pose_prior(flexed)) == pytest.approx(l2)
-    assert float(problem.pose_prior(-flexed)) == pytest.approx(l2 + FAST.hinge_weight * 0.4**2)
 
 
 def test_frame_zero_starts_facing_the_camera_on_the_keypoints(scene: Scene, small_body: BodyModel) -> None:

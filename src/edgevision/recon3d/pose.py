@@ -11,8 +11,9 @@ origin, near the pelvis). Per frame the energy (pixels^2; weights in :class:`Pos
   mean of ``sigma^2 rho`` over its points;
 - pose prior: ``sum ||theta_j||^2`` over the joints below the root (an L2 prior towards the rest
   pose, MakeHuman's A-pose), and a hinge on knee and elbow hyperextension: the component of
-  ``theta_j`` along the joint's flexion axis must not be negative (knees: +x, the body's left
-  axis, which swings the shin backwards; elbows: upper arm x forearm at rest);
+  ``theta_j`` along the joint's flexion axis may not straighten the joint past straight, i.e.
+  not below minus its bend at rest (knees: +x, the body's left axis, which swings the shin
+  backwards; elbows: upper arm x forearm at rest);
 - over the first frames: ``||beta||^2`` and ``(log s)^2``. One camera cannot tell a larger
   person further away from a smaller one nearer: the scale prior is strong, and picks the
   template's height (1.67 m at ``s = 1``) unless the data insist; the shape's ``size``
@@ -55,8 +56,8 @@ class PoseConfig:
 
     keypoint_sigma: float = 100.0  # px: Geman-McClure scale of the keypoint term (SMPLify's)
     silhouette_sigma: float = 20.0  # px: Geman-McClure scale of the silhouette distances
-    silhouette_weight: float = 20.0  # the chamfer counts as this many keypoints
-    pose_prior_weight: float = 50.0  # per rad^2: 0.3 rad off the rest pose costs ~ 2 px^2 x 2
+    silhouette_weight: float = 20.0  # each side's mean distance counts as this many keypoints
+    pose_prior_weight: float = 50.0  # per rad^2: a joint 0.3 rad off the rest pose costs 4.5 px^2
     hinge_weight: float = 1e4  # per rad^2 of hyperextension
     shape_prior_weight: float = 10.0  # per unit beta^2 (beta = 1: +10 % size or girth)
     scale_prior_weight: float = 1e4  # per (log s)^2: 4 % off costs 16 px^2
@@ -119,7 +120,7 @@ def world_points(
     ``(J, 3)`` joints of ``state`` in the world, metres. Posing as :meth:`BodyModel.forward`."""
     chosen = slice(None) if vertices is None else vertices
     canonical = body.template[chosen] + torch.einsum("s,svc->vc", state.shape, body.shape_dirs[:, chosen])
-    _, rest_joints = body.canonical(state.shape)
+    rest_joints = body.joints + torch.einsum("s,sjc->jc", state.shape, body.joint_shape_dirs)
     bones = bone_transforms(axis_angle_to_matrix(state.pose), rest_joints, body.parents)
     posed = apply_transforms(blend_transforms(body.weights[chosen], bones), canonical)
     joints = apply_transforms(bones, rest_joints)
@@ -186,8 +187,8 @@ class FrameProblem:
 
     def pose_prior(self, pose: torch.Tensor) -> torch.Tensor:
         """The L2 prior on the ``(J, 3)`` pose below the root plus the knee and elbow hinge."""
-        joints, axes = self.hinges
-        extension = torch.relu(-(pose[joints] * axes).sum(dim=1))
+        joints, axes, bends = self.hinges
+        extension = torch.relu(-(pose[joints] * axes).sum(dim=1) - bends)
         return (
             self.config.pose_prior_weight * (pose[1:] ** 2).sum()
             + self.config.hinge_weight * (extension**2).sum()
@@ -205,23 +206,28 @@ class FrameProblem:
         return keypoint, 0.5 * sum(chamfer)
 
 
-def _flexion_axes(body: BodyModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """The knees and elbows ``(H,)`` and their unit flexion axes ``(H, 3)`` (module docstring)."""
+def _flexion_axes(body: BodyModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The knees and elbows ``(H,)``, their unit flexion axes ``(H, 3)`` (module docstring) and
+    ``(H,)`` how far each is bent at rest about its axis, radians (MakeHuman's A-pose bends the
+    elbows by ~47 degrees): the most a pose may straighten it."""
     names = list(body.bone_names)
-    indices, axes = [], []
+    indices, axes, bends = [], [], []
     for side in ("L", "R"):
-        knee = names.index(f"lowerleg01.{side}")
-        indices.append(knee)
-        axes.append(body.joints.new_tensor([1.0, 0.0, 0.0]))
-        shoulder, elbow, wrist = (
-            names.index(f"{bone}.{side}") for bone in ("upperarm01", "lowerarm01", "wrist")
-        )
-        upper = body.joints[elbow] - body.joints[shoulder]
-        fore = body.joints[wrist] - body.joints[elbow]
-        axis = torch.linalg.cross(upper, fore)
-        indices.append(elbow)
-        axes.append(axis / axis.norm())
-    return torch.tensor(indices), torch.stack(axes)
+        for upper, middle, lower, axis in (
+            ("upperleg01", "lowerleg01", "foot", body.joints.new_tensor([1.0, 0.0, 0.0])),
+            ("upperarm01", "lowerarm01", "wrist", None),
+        ):
+            first, joint, last = (names.index(f"{bone}.{side}") for bone in (upper, middle, lower))
+            above = body.joints[joint] - body.joints[first]
+            below = body.joints[last] - body.joints[joint]
+            if axis is None:
+                axis = torch.linalg.cross(above, below)
+                axis = axis / axis.norm()
+            # the signed angle from the upper bone to the lower one about the axis
+            bends.append(torch.atan2(torch.linalg.cross(above, below) @ axis, above @ below))
+            indices.append(joint)
+            axes.append(axis)
+    return torch.tensor(indices), torch.stack(axes), torch.stack(bends)
 
 
 def fit_frame(
