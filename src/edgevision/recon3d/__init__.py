@@ -10,7 +10,8 @@ its JSON file), ``render`` (a numpy z-buffer rasteriser: mask, depth, faces, bar
 colour), ``silhouette`` (the boundary pixels back-projected to rays), ``shading`` (normals,
 Lambert), ``turntable`` (pictures of a mesh, error colours), ``refine`` (per-frame offsets on one frame's
 silhouette, Sec. 3.4), ``texture`` (the texture stitched from the frames, Sec. 3.4), ``obj_io``
-(the OBJ with its material and texture, written all or none; a reader).
+(the OBJ with its material and texture, written all or none; a reader), ``synthetic`` (a turning
+person with known ground truth), ``consensus`` (step 2, the consensus shape, Sec. 3.3).
 
 Conventions: metres, radians; the body's frame is MakeHuman's (y up, x towards the body's left,
 z out of its front); cameras are OpenCV's (x right, y down, z forward, pixel centres at integer
