@@ -191,16 +191,25 @@ class BodyModel(nn.Module):
             translation: ``(3,)`` metres, added after posing.
         """
         vertices, joints = self.canonical(shape, offsets)
-        if pose is None:
-            pose = torch.zeros_like(self.joints)
-        check_tensor("pose", pose, (self.num_joints, 3))
-        bones = bone_transforms(axis_angle_to_matrix(pose), joints, self.parents)
-        if translation is not None:
-            check_tensor("translation", translation, (3,))
-            bones = rigid(torch.eye(3, dtype=bones.dtype), translation) @ bones
+        bones = self.bones(joints, pose, translation)
         transforms = blend_transforms(self.weights, bones)
         return PosedBody(
             vertices=apply_transforms(transforms, vertices),
             transforms=transforms,
             joints=apply_transforms(bones, joints),
         )
+
+    def bones(
+        self, joints: torch.Tensor, pose: torch.Tensor | None = None, translation: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The ``(J, 4, 4)`` bone transforms (rest -> posed) of the rest ``joints`` ``(J, 3)``
+        (:meth:`canonical`'s) in ``pose`` (default rest), then ``translation``: what a vertex's
+        skinning transform blends (see :meth:`forward`)."""
+        if pose is None:
+            pose = torch.zeros_like(joints)
+        check_tensor("pose", pose, (self.num_joints, 3))
+        bones = bone_transforms(axis_angle_to_matrix(pose), joints, self.parents)
+        if translation is not None:
+            check_tensor("translation", translation, (3,))
+            bones = rigid(torch.eye(3, dtype=bones.dtype), translation) @ bones
+        return bones
