@@ -82,7 +82,8 @@ def search(
     from edgevision.search.cell_space import get_space
     from edgevision.search.experiment import ChildEvaluation, Objective
     from edgevision.search.proxy_task import ProxyTask
-    from edgevision.search.runner import check_address, run_search
+    from edgevision.search.runner import check_address, import_ray, run_search
+    from edgevision.search.trial_log import check_same_search, read_trial_log
     from edgevision.validation import check_integer, check_number
 
     # Everything is checked before the patch sets are built or Ray starts.
@@ -116,15 +117,7 @@ def search(
     check_output_dir(out, "--out")
     check_output_dir(cache, "--cache")
     data = data or default_data_dir() / "widerface"
-
-    train_file = cached_face_patches(data, "train", cache)
-    val_file = cached_face_patches(data, "val", cache)
-    given = {"epochs": epochs, "train_size": train_patches, "val_size": val_patches}
-    task = ProxyTask(
-        train_file, val_file, **{key: value for key, value in given.items() if value is not None}
-    )
-    evaluate = ChildEvaluation(task, predictor, measure_latency)
-    config = {
+    config: dict[str, Any] = {
         "space": space,
         "algo": algo,
         "seed": seed,
@@ -141,22 +134,35 @@ def search(
                 else {}
             ),
         },
-        # The proxy task's settings: a resumed run must train its children as the first did.
-        "task": {
-            key: str(value) if isinstance(value, Path) else value
-            for key, value in vars(task).items()
-            if not key.startswith("_")
-        },
+    }
+    import_ray()  # a missing Ray, or a log of another search, fails now, not after the patches
+    if (out / "trials.jsonl").is_file():
+        check_same_search(
+            out / "trials.jsonl", read_trial_log(out / "trials.jsonl").config, config, frozenset({"task"})
+        )
+
+    train_file = cached_face_patches(data, "train", cache)
+    val_file = cached_face_patches(data, "val", cache)
+    given = {"epochs": epochs, "train_size": train_patches, "val_size": val_patches}
+    task = ProxyTask(
+        train_file, val_file, **{key: value for key, value in given.items() if value is not None}
+    )
+    evaluate = ChildEvaluation(task, predictor, measure_latency)
+    # The proxy task's settings: a resumed run must train its children as the first did.
+    config["task"] = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in vars(task).items()
+        if not key.startswith("_")
     }
     out.mkdir(parents=True, exist_ok=True)
     with progress_bar(err_console) as bar:
-        task = bar.add_task(f"{space} {algo}", total=budget)
+        bar_id = bar.add_task(f"{space} {algo}", total=budget)
 
         def progress(done: int, total: int, record: TrialRecord | None, best: TrialRecord | None) -> None:
             text = f"{space} {algo}"
             if best is not None:
                 text += f"  best reward {best.reward:.4f}"
-            bar.update(task, completed=done, total=total, description=text)
+            bar.update(bar_id, completed=done, total=total, description=text)
 
         records = run_search(
             cell_space,

@@ -150,9 +150,14 @@ def test_a_search_runs_writes_its_folder_and_resumes(run_cli, patch_cache: Path,
     assert code in (0, None)
     again = (out / "trials.jsonl").read_text().splitlines()
     assert again[:4] == lines and len(again) == 5
-    # Another algorithm in the same folder is another search: refused, naming the key.
-    code, _, err = run_cli("search", "--algo", "evolution", "--budget", "5", "--out", str(out), *small)
-    assert code == 2 and "algo" in err
+    # Another algorithm in the same folder is another search: refused, naming the key, before any
+    # patch set is cut (this cache folder stays empty).
+    unused = tmp_path / "unused-cache"
+    code, _, err = run_cli(
+        "search", "--algo", "evolution", "--budget", "5", "--out", str(out), "--cache", str(unused)
+    )
+    assert code == 2 and "its algo is 'random'" in err
+    assert not unused.exists()
 
 
 def test_search_train_trains_a_genotype_that_create_model_loads(

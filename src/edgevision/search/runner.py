@@ -125,7 +125,8 @@ def check_address(address: str) -> None:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason.lower()}") from None
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
+    """The ray module; MissingDependencyError naming the extra when it is not installed."""
     try:
         import ray
     except ImportError:
@@ -220,7 +221,7 @@ def run_search(
     seed = config.get("seed") if isinstance(config, dict) else None
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"the search config needs an integer seed, got {seed!r}")
-    ray = _import_ray()
+    ray = import_ray()
     if address is not None:
         check_address(address)
     with TrialLog.open(log_path, config) as log:

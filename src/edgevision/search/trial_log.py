@@ -175,8 +175,12 @@ def _plain_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"the search config is not plain JSON: {error}") from None
 
 
-def _check_same_search(path: Path, logged: dict[str, Any], config: dict[str, Any]) -> None:
-    for key in sorted((logged.keys() | config.keys()) - RESUMABLE_KEYS):
+def check_same_search(
+    path: Path, logged: dict[str, Any], config: dict[str, Any], unchecked: frozenset[str] = frozenset()
+) -> None:
+    """ConfigError naming the first key (beyond :data:`RESUMABLE_KEYS` and ``unchecked``) on which
+    the ``logged`` config of the log at ``path`` and this search's ``config`` differ."""
+    for key in sorted((logged.keys() | config.keys()) - RESUMABLE_KEYS - unchecked):
         if logged.get(key) != config.get(key):
             raise ConfigError(
                 f"trial log {path} is of another search: its {key} is {logged.get(key)!r}, this "
@@ -220,7 +224,7 @@ class TrialLog:
             _fsync_dir(path.parent)
             return cls(path, config, [])
         contents = read_trial_log(path)
-        _check_same_search(path, contents.config, config)
+        check_same_search(path, contents.config, config)
         if contents.valid_bytes < path.stat().st_size:
             os.truncate(path, contents.valid_bytes)
         log = cls(path, contents.config, contents.records)
