@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgevision.data.io import atomic_write, read_image
+from edgevision.data.io import read_image, save_npz
 from edgevision.data.widerface import WiderFaceRecord, WiderFaceSplit, load_split
 from edgevision.errors import ConfigError, DatasetError, InputFileError
 from edgevision.validation import check_number
@@ -226,16 +226,15 @@ def _cut(split: WiderFaceSplit, items: list, labels: list[int], options: PatchOp
 
 def save_face_patches(patches: FacePatches, path: str | Path) -> None:
     """Write ``patches`` as an uncompressed ``.npz`` (atomically: no half-written cache)."""
-    with atomic_write(path) as handle:
-        np.savez(
-            handle,
-            images=patches.images,
-            labels=patches.labels,
-            squares=patches.squares,
-            sources=patches.sources,
-            names=np.asarray(patches.names),
-            provenance=np.asarray(json.dumps(patches.provenance)),
-        )
+    save_npz(
+        path,
+        images=patches.images,
+        labels=patches.labels,
+        squares=patches.squares,
+        sources=patches.sources,
+        names=np.asarray(patches.names),
+        provenance=np.asarray(json.dumps(patches.provenance)),
+    )
 
 
 def load_face_patches(path: str | Path) -> FacePatches:

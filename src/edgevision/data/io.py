@@ -234,6 +234,13 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
         raise
 
 
+def save_npz(path: str | Path, **arrays: Any) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``path``, atomically (:func:`atomic_write`):
+    an interrupted write leaves no half-written file."""
+    with atomic_write(path) as handle:
+        np.savez(handle, **arrays)
+
+
 def atomic_write_files(files: Mapping[str | Path, bytes]) -> None:
     """Write several files as one: each to a temporary file beside it, then all renamed into
     place; if anything fails, the temporaries and the files already renamed are deleted, so the

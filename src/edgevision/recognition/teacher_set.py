@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgevision.data.io import atomic_write, read_image
+from edgevision.data.io import read_image, save_npz
 from edgevision.data.widerface import load_split
 from edgevision.detection.matcher import BACKGROUND, match_greedy
 from edgevision.errors import DatasetError
@@ -118,14 +118,13 @@ def build_teacher_set(
 
 def save_teacher_set(teacher_set: TeacherSet, path: str | Path) -> None:
     """Write a ``.npz`` atomically (nothing half-written if interrupted)."""
-    with atomic_write(path) as file:
-        np.savez(
-            file,
-            crops=teacher_set.crops,
-            embeddings=teacher_set.embeddings,
-            embeddings_flipped=teacher_set.embeddings_flipped,
-            sources=teacher_set.sources,
-        )
+    save_npz(
+        path,
+        crops=teacher_set.crops,
+        embeddings=teacher_set.embeddings,
+        embeddings_flipped=teacher_set.embeddings_flipped,
+        sources=teacher_set.sources,
+    )
 
 
 def load_teacher_set(path: str | Path) -> TeacherSet:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgevision.boxes import NUM_LANDMARKS
-from edgevision.data.io import atomic_write, read_image
+from edgevision.data.io import read_image, save_npz
 from edgevision.detection.detections import Detections
 from edgevision.detection.matcher import BACKGROUND, match_greedy
 from edgevision.errors import ConfigError
@@ -61,13 +61,12 @@ def cached_teacher_landmarks(
                 return np.split(stored["landmarks"], stored["offsets"][1:-1])
     landmarks = [matched_landmarks(b, teacher(read_image(p))) for p, b in zip(paths, boxes)]
     offsets = np.cumsum([0] + [len(points) for points in landmarks])
-    with atomic_write(cache) as handle:
-        np.savez(
-            handle,
-            key=np.array(key),
-            landmarks=np.concatenate(landmarks).reshape(-1, NUM_LANDMARKS, 2),
-            offsets=offsets,
-        )
+    save_npz(
+        cache,
+        key=np.array(key),
+        landmarks=np.concatenate(landmarks).reshape(-1, NUM_LANDMARKS, 2),
+        offsets=offsets,
+    )
     return landmarks
 
 
