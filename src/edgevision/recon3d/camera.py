@@ -21,7 +21,7 @@ import numpy as np
 
 from edgevision.data.io import atomic_write, read_json
 from edgevision.errors import ConfigError, DatasetError, InputFileError, ShapeError
-from edgevision.recon3d._arrays import as_numbers, as_rows, check_finite
+from edgevision.recon3d._checks import as_numbers, as_rows, check_finite
 from edgevision.validation import check_integer, check_number
 
 # How far R may be from a rotation (|R R^T - I| and |det R - 1|, elementwise): loose enough for

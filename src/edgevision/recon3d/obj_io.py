@@ -19,7 +19,7 @@ import numpy as np
 
 from edgevision.data.io import atomic_write_files, check_output_file
 from edgevision.errors import InputFileError, ShapeError
-from edgevision.recon3d._arrays import as_faces, as_rows
+from edgevision.recon3d._checks import as_faces, as_rows
 from edgevision.recon3d.shading import vertex_normals
 
 MATERIAL = "texture"

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import ConfigError, ShapeError
-from edgevision.recon3d._arrays import as_faces, as_numbers, as_rows, check_finite
+from edgevision.recon3d._checks import as_faces, as_numbers, as_rows, check_finite
 from edgevision.recon3d.camera import Camera
 
 # Candidate (triangle, pixel) pairs tested at once: bounds the memory of a chunk (about 100 bytes

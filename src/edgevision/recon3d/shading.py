@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevision.errors import ConfigError
-from edgevision.recon3d._arrays import as_faces, as_rows
+from edgevision.recon3d._checks import as_faces, as_rows
 from edgevision.validation import check_number
 
 

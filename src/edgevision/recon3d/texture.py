@@ -33,7 +33,7 @@ from scipy import sparse
 from scipy.ndimage import distance_transform_edt
 
 from edgevision.errors import ConfigError, ShapeError
-from edgevision.recon3d._arrays import as_faces, as_rows
+from edgevision.recon3d._checks import as_faces, as_rows
 from edgevision.recon3d.camera import Camera
 from edgevision.recon3d.render import rasterize, render
 from edgevision.recon3d.shading import vertex_normals

@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 
 from edgevision.errors import ConfigError, ShapeError
-from edgevision.recon3d._arrays import as_numbers, as_rows, check_finite
+from edgevision.recon3d._checks import as_numbers, as_rows, check_finite
 from edgevision.recon3d.camera import Camera, look_at
 from edgevision.recon3d.render import render
 from edgevision.recon3d.shading import shade, vertex_normals
