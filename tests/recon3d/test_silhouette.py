@@ -1,4 +1,5 @@
-"""Silhouette boundary pixels against OpenCV's border following and the 4-neighbour rule."""
+"""Silhouette boundary pixels against OpenCV's border following and the 4-neighbour rule; the edge
+points on a straight outline lie on it on average, where the pixel centres lie half a pixel in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgevision.errors import ShapeError
-from edgevision.recon3d.silhouette import silhouette_boundary
+from edgevision.recon3d.silhouette import silhouette_boundary, silhouette_edge_points
 
 
 def person_like_mask() -> np.ndarray:
@@ -64,6 +65,30 @@ def test_the_frame_edge_is_no_boundary() -> None:
     boundary = as_set(silhouette_boundary(mask))
     expected = {(x, 20) for x in range(30)} | {(29, y) for y in range(20, 40)}
     assert boundary == expected == four_neighbour_rule(mask)
+
+
+def test_edge_points_lie_on_a_straight_outline_on_average() -> None:
+    """A half-plane at 20 degrees off the rows, as a mask of the pixel centres it covers: the
+    boundary pixels' centres lie 0 to 1 pixel inside its edge (0.47 on average), the edge points
+    on it (to 0.02 px), each half a pixel from its centre."""
+    rows, columns = np.mgrid[0:80, 0:100]
+    normal = np.array([np.sin(np.radians(20)), -np.cos(np.radians(20))])  # (x, y), outwards
+    signed = (columns - 50.3) * normal[0] + (rows - 40.6) * normal[1]  # > 0 outside the edge
+    mask = signed <= 0
+    centres = silhouette_boundary(mask).astype(float)
+    points = silhouette_edge_points(mask)
+    assert points.dtype == np.float64 and points.shape == centres.shape
+    np.testing.assert_allclose(np.linalg.norm(points - centres, axis=1), 0.5)
+    distance = lambda xy: (xy[:, 0] - 50.3) * normal[0] + (xy[:, 1] - 40.6) * normal[1]  # noqa: E731
+    assert -0.55 < distance(centres).mean() < -0.4 and distance(centres).max() <= 0
+    assert abs(distance(points).mean()) < 0.02
+
+
+def test_a_one_pixel_wide_part_keeps_its_centres() -> None:
+    mask = np.zeros((5, 9), bool)
+    mask[2, 1:8] = True  # background above and below: no side to move to
+    np.testing.assert_array_equal(silhouette_edge_points(mask)[1:-1], silhouette_boundary(mask)[1:-1])
+    np.testing.assert_array_equal(silhouette_edge_points(mask)[[0, -1]], [[0.5, 2.0], [7.5, 2.0]])
 
 
 def test_empty_and_full_masks_have_no_boundary() -> None:
