@@ -32,8 +32,8 @@ def scene(small_body: BodyModel) -> SyntheticScene:
 
 
 def _rays(scene: SyntheticScene, frame: int) -> torch.Tensor:
-    camera = scene.camera
-    return pixel_rays(scene.boundaries[frame], camera.K, camera.R, camera.t)
+    K, R, t = (torch.as_tensor(matrix) for matrix in (scene.camera.K, scene.camera.R, scene.camera.t))
+    return pixel_rays(scene.boundaries[frame], K, R, t)
 
 
 def _error_mm(vertices: torch.Tensor, scene: SyntheticScene) -> float:
@@ -78,7 +78,7 @@ def test_the_consensus_beats_the_template(small_body: BodyModel, scene: Syntheti
     )
     template = _error_mm(small_body.canonical(scene.shape)[0], scene)
     assert template > 5.0
-    assert _error_mm(result.vertices, scene) < 0.55 * template  # measured 0.42
+    assert _error_mm(result.vertices, scene) < 0.55 * template  # measured 0.54
     torch.testing.assert_close(result.shape, scene.shape)  # fit_shape=False keeps it
     assert len(result.log) == 3
     for entry in result.log:
@@ -96,7 +96,7 @@ def test_the_symmetry_weight_decides_whether_an_asymmetric_d_survives(
             small_body, scene.poses, scene.boundaries, scene.camera, config, shape=scene.shape
         )
         asymmetry[weight] = float(symmetry_term(result.offsets, small_body.mirror))
-    assert asymmetry[0.0] > 0.5 * truth  # measured 1.1 x the truth's
+    assert asymmetry[0.0] > 0.5 * truth  # measured 0.73 x the truth's
     assert asymmetry[1000.0] < 1e-3 * truth
 
 

@@ -36,12 +36,13 @@ from scipy.spatial import cKDTree
 
 from edgevision.errors import ConfigError
 from edgevision.recon3d._checks import check_tensor
-from edgevision.recon3d._pinhole import Camera
-from edgevision.recon3d._raster import silhouette_boundary, silhouette_mask
 from edgevision.recon3d.body import BodyModel
+from edgevision.recon3d.camera import Camera
 from edgevision.recon3d.mesh import mean_edge_length, uniform_laplacian
 from edgevision.recon3d.rays import geman_mcclure, pixel_rays, point_line_distance, unpose_rays
 from edgevision.recon3d.regularizers import closeness_term, laplacian_term, symmetry_term
+from edgevision.recon3d.render import render
+from edgevision.recon3d.silhouette import silhouette_boundary
 from edgevision.recon3d.skinning import blend_transforms
 from edgevision.validation import check_integer, check_number
 
@@ -130,12 +131,12 @@ def silhouette_vertices(
     contour generator and projecting within ``outline_px`` of its rendered outline."""
     corners = vertices[faces]
     normals = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    towards = ((corners.mean(1) - camera.centre) * normals).sum(1) < 0
+    towards = ((corners.mean(1) - vertices.new_tensor(camera.center)) * normals).sum(1) < 0
     facing = torch.zeros(len(vertices), 2, dtype=torch.bool)
     for side, chosen in enumerate((towards, ~towards)):
         facing[faces[chosen].reshape(-1), side] = True
-    pixels = camera.project(vertices).numpy()
-    mask = silhouette_mask(pixels, faces.numpy(), camera.width, camera.height)
+    pixels = camera.project(vertices.numpy())[0]
+    mask = render(vertices.numpy(), faces.numpy(), camera).mask
     off_outline = np.ones_like(mask, dtype=np.uint8)
     outline = silhouette_boundary(mask)
     off_outline[outline[:, 1], outline[:, 0]] = 0
@@ -168,7 +169,7 @@ def match_silhouette(
         candidates = silhouette_vertices(vertices, body.faces, camera, outline_px)
         if len(candidates) == 0:
             raise ConfigError("the posed model shows no silhouette vertex: is it in the camera's view?")
-        projected = camera.project(vertices[candidates]).numpy()
+        projected = camera.project(vertices[candidates].numpy())[0]
         count = min(MATCH_SHORTLIST, len(candidates))
         shortlist = torch.as_tensor(cKDTree(projected).query(pixels.numpy(), k=count)[1]).reshape(
             len(rays), count
@@ -312,7 +313,8 @@ def consensus_shape(
         if len(boundary) == 0:
             raise ConfigError(f"frame {index} has an empty silhouette")
         pixels.append(boundary.to(dtype))
-        rays.append(pixel_rays(pixels[-1], camera.K.to(dtype), camera.R.to(dtype), camera.t.to(dtype)))
+        K, R, t = (torch.as_tensor(matrix, dtype=dtype) for matrix in (camera.K, camera.R, camera.t))
+        rays.append(pixel_rays(pixels[-1], K, R, t))
     coarse = body if config.cell is None else body.decimated(config.cell)
     lift = None if config.cell is None else lift_matrix(body, coarse, config.cell)
     energy = _Energy(body, coarse, lift, poses, translations)
