@@ -203,6 +203,23 @@ def test_a_texture_is_looked_up_at_the_interpolated_uv_with_v_up() -> None:
     np.testing.assert_allclose(result.image[15, 30], texture[0].mean(axis=0), atol=1)
 
 
+def test_a_texture_covering_more_than_32767_pixels_is_looked_up() -> None:
+    """cv2.remap refuses maps of 32767+ columns: 40,000 textured pixels, the four texels'
+    colours in their quadrants."""
+    camera = Camera(fx=256.0, fy=256.0, cx=127.5, cy=127.5, R=np.eye(3), t=np.zeros(3), width=256, height=256)
+    corners = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * 200 / 256
+    vertices = np.column_stack([corners, np.ones(4)])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    texture = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 0]]], np.uint8)
+    corner_uv = np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    result = render(vertices, faces, camera, uv=corner_uv[faces], texture=texture)
+    assert result.mask.sum() == 200 * 200
+    for (row, column), texel in zip(
+        [(40, 40), (40, 215), (215, 40), (215, 215)], [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ):
+        np.testing.assert_array_equal(result.image[row, column], texture[texel])
+
+
 def test_small_chunks_give_the_same_picture(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     vertices = lift(rng.uniform([0, 0], [WIDTH, HEIGHT], (60, 2)), rng.uniform(1, 3, 60))

@@ -26,6 +26,7 @@ from edgevision.recon3d.camera import Camera
 # Candidate (triangle, pixel) pairs tested at once: bounds the memory of a chunk (about 100 bytes
 # a candidate, so ~50 MB) while keeping numpy's per-call overhead small.
 CHUNK_CANDIDATES = 1 << 19
+REMAP_ROW = 4096  # texture lookups per row of cv2.remap's maps
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,9 +194,16 @@ def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear texture colours (N, 3) at ``uv`` (N, 2): u right, v up, texel centres at
     ``(i + 0.5) / size``."""
     height, width = texture.shape[:2]
-    map_x = (uv[:, 0] * width - 0.5).astype(np.float32)[None]
-    map_y = ((1.0 - uv[:, 1]) * height - 0.5).astype(np.float32)[None]
-    return cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+    count = len(uv)
+    # cv2.remap takes maps under 32767 (SHRT_MAX) columns: the lookups go as rows of REMAP_ROW.
+    maps = np.zeros((2, -(-count // REMAP_ROW) * REMAP_ROW), np.float32)
+    maps[0, :count] = uv[:, 0] * width - 0.5
+    maps[1, :count] = (1.0 - uv[:, 1]) * height - 0.5
+    if not count:
+        return np.zeros((0, 3), np.uint8)
+    map_x, map_y = maps.reshape(2, -1, REMAP_ROW)
+    sampled = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return sampled.reshape(-1, 3)[:count]
 
 
 def _corner_colors(
