@@ -13,8 +13,9 @@ silhouette, Sec. 3.4), ``texture`` (the texture stitched from the frames, Sec. 3
 (the OBJ with its material and texture, written all or none; a reader), ``keypoints`` (the 2D
 keypoint layouts the body predicts, the keypoint file), ``silhouette_fit`` (the differentiable
 chamfer of a mask and the projected model's contour), ``pose`` (step 1: per-frame pose, shape
-and scale, Sec. 3.1), ``synthetic`` (a turning person with known ground truth), ``consensus``
-(step 2, the consensus shape, Sec. 3.3).
+and scale, Sec. 3.1), ``synthetic`` (a turning person with known ground truth, written as the
+CLI's input files), ``synthetic_paint`` (its known paint and background), ``consensus`` (step
+2, the consensus shape, Sec. 3.3).
 
 Conventions: metres, radians; the body's frame is MakeHuman's (y up, x towards the body's left,
 z out of its front); cameras are OpenCV's (x right, y down, z forward, pixel centres at integer
