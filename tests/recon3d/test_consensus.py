@@ -170,3 +170,39 @@ def test_bad_input_fails_before_any_work(small_body: BodyModel, scene: Synthetic
         Stage(-1.0, 0.0, 0.0, 0.01, 1)
     with pytest.raises(ConfigError):
         ConsensusConfig(stages=())
+    with pytest.raises(ConfigError, match="needs fit_shape"):
+        ConsensusConfig(stages=(Stage(0.0, 0.0, 0.0, 0.1, 1, offsets=False),), fit_shape=False)
+
+
+def test_shape_only_stages_move_beta_from_the_mean_shape_towards_the_truth(
+    small_body: BodyModel, scene: SyntheticScene
+) -> None:
+    """From beta = 0 the shape-only stages (D held at 0, the rays matched again before each)
+    recover the size and stretch (the silhouettes fix height and build; the girths also absorb
+    the clothing, so they need not match the truth's) and land near the true shape's template."""
+    stages = (Stage(0.0, 0.0, 0.0, 0.1, 2, offsets=False),) * 16
+    zero = torch.zeros(len(small_body.shape_names), dtype=DOUBLE)
+    result = consensus_shape(small_body, scene.poses, scene.boundaries, scene.camera, ConsensusConfig(stages))
+    height = slice(0, 2)  # size, stretch
+    before = float(scene.shape[height].norm())  # 0.62
+    assert float((result.shape - scene.shape)[height].norm()) < before / 4  # measured / 7.4
+    error = _error_mm(result.vertices, scene)  # measured 6.6
+    assert error < 1.2 * _error_mm(small_body.canonical(scene.shape)[0], scene)  # 6.5
+    assert error < _error_mm(small_body.canonical(zero)[0], scene) / 8  # 80
+    assert not result.offsets.any()  # D held at 0
+
+
+def test_progress_is_called_once_per_stage_with_the_counts(
+    small_body: BodyModel, scene: SyntheticScene
+) -> None:
+    calls: list[tuple[int, int]] = []
+    stages = (Stage(0.0, 0.0, 0.0, 0.1, 1, offsets=False), Stage(3.0, 0.03, 0.3, 0.01, 1))
+    consensus_shape(
+        small_body,
+        scene.poses[:2],
+        scene.boundaries[:2],
+        scene.camera,
+        ConsensusConfig(stages),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(1, 2), (2, 2)]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -51,14 +51,16 @@ from edgevision.validation import check_integer, check_number
 class Stage:
     """One stage of the coarse-to-fine schedule: the regulariser weights (dimensionless, see
     the module docstring), the Geman-McClure scale ``sigma`` (metres: rays much farther than it
-    pull little, so it starts as large as the template's misfit and shrinks) and the L-BFGS
-    iterations."""
+    pull little, so it starts as large as the template's misfit and shrinks), the L-BFGS
+    iterations, and whether D moves (``offsets=False``: a shape-only stage, D held and only beta
+    fitted, see :data:`DEFAULT_STAGES`)."""
 
     laplacian: float
     closeness: float
     symmetry: float
     sigma: float
     iterations: int
+    offsets: bool = True
 
     def __post_init__(self) -> None:
         for name in ("laplacian", "closeness", "symmetry"):
@@ -67,10 +69,23 @@ class Stage:
         check_integer("iterations", self.iterations, 1)
 
 
-# Weights fall by a constant factor per stage, as the paper's schedule (Sec. 4) lowers them.
-# Each weight set runs twice, the rays matched again in between (an ICP-like loop). Tuned on
-# make_scene(seed=0) from the true shape: 3.4 mm mean vertex error (benchmarks/recon3d_consensus).
+# First the shape (the paper's Sec. 3.3 fits beta and D together; here beta comes first, as SMPL
+# fits do, so that D is not left to soak up a wrong build): shape-only stages, D held at 0, robust
+# scale 10 cm (the mean shape misses the true outline by up to 10 cm), few L-BFGS iterations each
+# and the rays matched again before each (ICP-like: solving one set of matches to the end pulls
+# beta towards the wrong vertices those matches hold; measured on make_scene(seed=0), 16 stages of
+# 5 iterations left the template 5.7 mm off, 16 of 3 6.9 mm, 3 of 20 58 mm).
+# Without this phase the consensus from the mean shape reached 7.9 mm after 17 stages of beta and D
+# together; with it 3.3 mm (seed 0) and 3.2 mm (seed 1) in about 50 CPU s
+# (benchmarks/recon3d_consensus).
+SHAPE_STAGES = (
+    Stage(laplacian=0.0, closeness=0.0, symmetry=0.0, sigma=0.1, iterations=5, offsets=False),
+) * 16
+
+# Then D and beta: weights fall by a constant factor per stage, as the paper's schedule (Sec. 4)
+# lowers them. Each weight set runs twice, the rays matched again in between (an ICP-like loop).
 DEFAULT_STAGES = (
+    *SHAPE_STAGES,
     *[Stage(laplacian=100.0, closeness=10.0, symmetry=10.0, sigma=0.04, iterations=20)] * 2,
     *[Stage(laplacian=30.0, closeness=1.0, symmetry=3.0, sigma=0.02, iterations=20)] * 2,
     *[Stage(laplacian=10.0, closeness=0.1, symmetry=1.0, sigma=0.01, iterations=30)] * 2,
@@ -97,13 +112,15 @@ class ConsensusConfig:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("the consensus needs at least one stage")
+        if not self.fit_shape and not all(stage.offsets for stage in self.stages):
+            raise ConfigError("a shape-only stage (offsets=False) needs fit_shape=True")
         check_number("outline_px", self.outline_px, 0.0, 100.0, low_open=True)
 
 
 @dataclass(frozen=True)
 class StageLog:
     """What one stage did: its weights, the rays matched, the energy (and its data part) at the
-    stage's start and end, seconds spent (matching included)."""
+    stage's start and end, wall and CPU seconds spent (matching included)."""
 
     stage: Stage
     rays: int
@@ -111,6 +128,7 @@ class StageLog:
     energy_end: float
     data_end: float
     seconds: float
+    cpu_seconds: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,6 +300,7 @@ def consensus_shape(
     *,
     shape: torch.Tensor | None = None,
     translations: torch.Tensor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ConsensusResult:
     """Fit D and beta to the silhouettes of all frames (Sec. 3.3).
 
@@ -294,6 +313,7 @@ def consensus_shape(
         config: the schedule, the robust scale, where the unknowns live.
         shape: ``(S,)`` the starting beta (default zeros; kept fixed when ``config.fit_shape``
             is false). translations: ``(F, 3)`` metres, default none.
+        progress: called after each stage with (stages done, stages in all).
     """
     frames = len(poses)
     check_tensor("poses", poses, (None, body.num_joints, 3))
@@ -317,17 +337,22 @@ def consensus_shape(
         rays.append(pixel_rays(pixels[-1], K, R, t))
     coarse = body if config.cell is None else body.decimated(config.cell)
     lift = None if config.cell is None else lift_matrix(body, coarse, config.cell)
-    energy = _Energy(body, coarse, lift, poses, translations)
+    full = _Energy(body, coarse, lift, poses, translations)
+    # Shape-only stages catch the rays with the coarse body: 5 numbers do not need the full
+    # body's outline, and its matching (rasterising every frame) costs 4 times more.
+    shape_only = full if lift is None else _Energy(coarse, coarse, None, poses, translations)
     offsets = torch.zeros(coarse.num_vertices, 3, dtype=dtype, requires_grad=True)
-    variables = [offsets] + ([beta.requires_grad_()] if config.fit_shape else [])
+    if config.fit_shape:
+        beta.requires_grad_()
     log = []
-    for stage in config.stages:
-        start = time.perf_counter()
+    for done, stage in enumerate(config.stages, 1):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        energy = full if stage.offsets else shape_only
         lifted = energy.lifted(offsets.detach())
         energy.matches = [
             (
                 match_silhouette(
-                    body,
+                    energy.body,
                     poses[f],
                     beta.detach(),
                     lifted,
@@ -343,6 +368,7 @@ def consensus_shape(
         ]
         with torch.no_grad():
             energy_start = float(energy(offsets, beta, stage)[0])
+        variables = ([offsets] if stage.offsets else []) + ([beta] if config.fit_shape else [])
         _minimise(energy, offsets, beta, variables, stage)
         with torch.no_grad():
             total, data = energy(offsets, beta, stage)
@@ -354,8 +380,11 @@ def consensus_shape(
                 float(total),
                 float(data),
                 time.perf_counter() - start,
+                time.process_time() - cpu_start,
             )
         )
+        if progress is not None:
+            progress(done, len(config.stages))
     with torch.no_grad():
-        lifted, beta = energy.lifted(offsets), beta.detach()
+        lifted, beta = full.lifted(offsets), beta.detach()
         return ConsensusResult(body.canonical(beta, lifted)[0], lifted, beta, tuple(log))
